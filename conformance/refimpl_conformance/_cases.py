@@ -1,0 +1,144 @@
+"""Conformance cases: per-op sample generators, named edge cases, error cases, tolerances.
+
+Each op registers one :class:`OpCases`. Random samples are rebuilt from a seed (the seed
+draws the dimensions and the values), so a failure report can name the seed and anyone
+can rebuild the exact arrays.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "ErrorCase",
+    "OpCases",
+    "Sample",
+    "Tolerance",
+    "all_cases",
+    "cases_for",
+    "register",
+]
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|actual - expected| <= atol·max(1, max|expected|) + rtol·|expected|`` elementwise."""
+
+    rtol: float
+    atol: float
+
+
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "float64": Tolerance(rtol=1e-9, atol=1e-11),
+    "float32": Tolerance(rtol=2e-4, atol=2e-5),
+}
+
+
+@dataclass
+class Sample:
+    """One input point: positional ``args`` and keyword ``kwargs`` of the op, in float64.
+
+    ``flags`` name what the sample probes (LARGE_LOGITS, BALL_BOUNDARY, ...). ``fd`` says
+    whether finite differences are meaningful here (not at a kink or a boundary);
+    ``fd_step`` overrides the central-difference step. ``dtypes`` limits the float dtypes
+    the sample is run in (a point 1e-7 from the ball's boundary does not exist in float32);
+    ``tolerances`` overrides the op's tolerance for this sample alone (say why in ``comment``).
+    """
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    flags: tuple[str, ...] = ()
+    comment: str = ""
+    fd: bool = True
+    fd_step: float = 1e-6
+    dtypes: tuple[str, ...] = ("float64", "float32")
+    tolerances: dict[str, Tolerance] = field(default_factory=dict)
+    seed: int | None = None
+
+
+@dataclass
+class ErrorCase:
+    """Inputs that must raise :class:`refimpl.InputError` whose message matches ``match``."""
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    match: str = ""
+
+
+@dataclass
+class OpCases:
+    """Everything the suite needs to check one op.
+
+    ``random(rng, **dims)`` builds a sample from a generator and dimension sizes drawn
+    from ``dims`` (inclusive ranges). ``edges()`` lists named edge cases and ``errors()``
+    the inputs that must be refused. ``tolerances`` overrides the dtype defaults.
+    """
+
+    op: str
+    dims: Mapping[str, tuple[int, int]]
+    random: Callable[..., Sample]
+    edges: Callable[[], Sequence[Sample]] = lambda: ()
+    errors: Callable[[], Sequence[ErrorCase]] = lambda: ()
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    notes: Mapping[str, str] = field(default_factory=dict)  # flag -> what bug it catches
+
+    def tolerance(self, dtype: str) -> Tolerance:
+        return self.tolerances.get(dtype, DEFAULT_TOLERANCES[dtype])
+
+    def draw_dims(self, rng: np.random.Generator) -> dict[str, int]:
+        return {name: int(rng.integers(low, high + 1)) for name, (low, high) in self.dims.items()}
+
+    def random_sample(self, seed: int, dims: Mapping[str, int] | None = None) -> Sample:
+        """The random sample rebuilt from ``seed`` (dimensions drawn from it unless given)."""
+        rng = np.random.default_rng(seed)
+        chosen = self.draw_dims(rng) if dims is None else dict(dims)
+        sample = self.random(rng, **chosen)
+        sample.seed = seed
+        if sample.name == "random":
+            shape = ",".join(f"{k}={v}" for k, v in chosen.items())
+            sample.name = f"random[seed={seed}; {shape}]"
+        return sample
+
+    def samples(self, seeds: Sequence[int]) -> list[Sample]:
+        return [self.random_sample(seed) for seed in seeds] + list(self.edges())
+
+
+_CASES: dict[str, OpCases] = {}
+_LOADED = False
+
+
+def register(cases: OpCases) -> OpCases:
+    if cases.op in _CASES:
+        raise TypeError(f"conformance cases for {cases.op} are registered twice")
+    _CASES[cases.op] = cases
+    return cases
+
+
+def _load_all() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from . import cases as package
+
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        importlib.import_module(info.name)
+
+
+def cases_for(op: str) -> OpCases:
+    """The registered cases of ``op`` (KeyError when the op has none yet)."""
+    _load_all()
+    return _CASES[op]
+
+
+def all_cases() -> dict[str, OpCases]:
+    _load_all()
+    return dict(sorted(_CASES.items()))

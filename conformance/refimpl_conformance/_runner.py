@@ -1,0 +1,156 @@
+"""Running the suite over backends, ops, dtypes and samples, and summarizing it."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import refimpl
+from refimpl import Backend
+
+from ._cases import OpCases, Sample, all_cases
+from ._engine import FLOAT_DTYPES, Result, check_errors, check_finite_differences, check_sample
+
+__all__ = ["Plan", "Report", "plan", "run"]
+
+DEFAULT_SEEDS = (0, 1, 2, 3, 4)
+
+
+@dataclass
+class Report:
+    """All results of a run, with the notes on backends that could not run here."""
+
+    results: list[Result] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[Result]:
+        return [r for r in self.results if r.status == "fail"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and bool(self.results)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One row per (backend, op): counts and the worst errors seen."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in self.results:
+            row = rows.setdefault(
+                (r.backend, r.op),
+                {"backend": r.backend, "op": r.op, "passed": 0, "failed": 0, "skipped": 0,
+                 "max_abs_float64": 0.0, "max_abs_float32": 0.0},
+            )
+            row[{"pass": "passed", "fail": "failed", "skip": "skipped"}[r.status]] += 1
+            if r.check in ("forward", "vjp") and r.dtype in FLOAT_DTYPES:
+                key = f"max_abs_{r.dtype}"
+                row[key] = max(row[key], r.max_abs)
+        return list(rows.values())
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"ok": self.ok, "notes": self.notes, "summary": self.summary(),
+             "results": [r.to_dict() for r in self.results]},
+            indent=1,
+            default=float,
+        )
+
+
+@dataclass
+class Plan:
+    """The backends to check (a name and a Backend each) and the work items."""
+
+    targets: list[tuple[str, Backend]]
+    ops: list[OpCases]
+    dtypes: Sequence[str]
+    seeds: Sequence[int]
+    sample_name: str | None
+    notes: list[str]
+    self_checks: list[tuple[str, str, Callable[[], None]]]
+
+    def samples(self, cases: OpCases) -> list[Sample]:
+        if self.sample_name is not None:
+            return [s for s in cases.edges() if s.name == self.sample_name]
+        return cases.samples(self.seeds)
+
+    def size(self) -> int:
+        per_op = sum(len(self.samples(c)) for c in self.ops)
+        return len(self.targets) * per_op * len(self.dtypes) + len(self.self_checks) + per_op
+
+
+def plan(
+    backends: Iterable[str] | None = None,
+    ops: Iterable[str] | None = None,
+    dtypes: Sequence[str] = FLOAT_DTYPES,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    sample_name: str | None = None,
+) -> Plan:
+    """Decide what to run: every installed backend and every op with cases by default.
+
+    A backend that cannot run here (no GPU) is replaced by its host variant, when it has
+    one, and its self-checks are queued; the report's notes say so.
+    """
+    catalog = all_cases()
+    if ops is not None:
+        chosen = []
+        for name in ops:
+            refimpl.get(name)  # unknown names raise with suggestions
+            if name not in catalog:
+                raise KeyError(f"{name} has no conformance cases yet")
+            chosen.append(catalog[name])
+    else:
+        chosen = [c for name, c in catalog.items()]
+    targets: list[tuple[str, Backend]] = []
+    notes: list[str] = []
+    self_checks: list[tuple[str, str, Callable[[], None]]] = []
+    for name in backends if backends is not None else refimpl.backends():
+        try:
+            backend = refimpl.backend(name)
+        except (ImportError, OSError) as error:
+            notes.append(f"{name}: not importable ({error}); install the extra: pip install 'refimpl[{name}]'")
+            continue
+        for label, check in backend.self_checks.items():
+            self_checks.append((backend.name, label, check))
+        available, why = backend.available()
+        if available:
+            targets.append((backend.name, backend))
+        elif backend.host_variant is not None:
+            host = backend.host_variant()
+            targets.append((host.name, host))
+            notes.append(f"{name}: {why}; checked its array logic on NumPy inputs as '{host.name}'")
+        else:
+            notes.append(f"{name}: {why}; not checked")
+    return Plan(targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks)
+
+
+def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report:
+    """Execute a plan; ``progress(label)`` is called after each unit of work."""
+    report = Report(notes=list(the_plan.notes))
+    tick = progress or (lambda label: None)
+    for backend_name, label, check in the_plan.self_checks:
+        try:
+            check()
+            report.results.append(Result("-", backend_name, "-", label, "self-check", "pass"))
+        except Exception as error:
+            detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+            report.results.append(Result("-", backend_name, "-", label, "self-check", "fail", detail=detail))
+        tick(f"{backend_name} {label}")
+    for cases in the_plan.ops:
+        op = refimpl.get(cases.op)
+        samples = the_plan.samples(cases)
+        for sample in samples:
+            if "float64" in the_plan.dtypes:
+                report.results.extend(check_finite_differences(op, sample))
+            tick(f"numpy {op.name} finite differences")
+        for name, backend in the_plan.targets:
+            if not backend.supports(op):
+                continue
+            if the_plan.sample_name is None:
+                report.results.extend(check_errors(op, backend, cases.errors()))
+            for sample in samples:
+                for dtype in the_plan.dtypes:
+                    report.results.extend(check_sample(op, cases, backend, sample, dtype))
+                    tick(f"{name} {op.name} {dtype}")
+    return report

@@ -1,0 +1,1 @@
+"""Per-op conformance cases, mirroring the reference layout (imported on first use)."""

@@ -1,0 +1,72 @@
+"""Conformance cases for `layer_norm`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+
+NOTES = {
+    "CONSTANT_ROW": "variance 0: output β, gradient finite only through ε (a dropped ε divides by 0)",
+    "LARGE_OFFSET": "mean 1e4 ≫ spread: E[x²] − μ² cancels catastrophically in float32",
+    "BATCH_DIMS": "x with several leading dimensions: normalization is over the last only",
+}
+
+
+def _random(rng, B, D):
+    x = rng.standard_normal((B, D)) * rng.uniform(0.1, 10) + rng.uniform(-5, 5)
+    gamma = rng.standard_normal(D)
+    beta = rng.standard_normal(D)
+    return Sample("random", (x, gamma, beta), {"eps": float(rng.choice([1e-5, 1e-3, 0.1]))})
+
+
+def _edges():
+    rng = np.random.default_rng(7)
+    D = 8
+    gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
+    constant = np.vstack([np.full(D, 3.0), rng.standard_normal(D)])
+    offset = 1e4 + rng.standard_normal((3, D))
+    return [
+        Sample("constant row", (constant, gamma, beta), flags=("CONSTANT_ROW",)),
+        Sample(
+            "large mean offset 1e4",
+            (offset, gamma, beta),
+            flags=("LARGE_OFFSET",),
+            fd_step=1e-10,
+            tolerances={"float32": Tolerance(rtol=5e-3, atol=5e-3)},
+            comment="float32 holds 1e4 to ~1e-3, so x − μ keeps only ~3 digits in float32 "
+            "arithmetic; E[x²] − μ² would lose all of them (variance error ~10)",
+        ),
+        Sample(
+            "batch dims (2, 3, D)",
+            (rng.standard_normal((2, 3, D)), gamma, beta),
+            flags=("BATCH_DIMS",),
+        ),
+        Sample("D = 1", (rng.standard_normal((4, 1)), np.ones(1), np.zeros(1)), flags=("CONSTANT_ROW",)),
+        Sample("single row vector", (rng.standard_normal(D), gamma, beta), {"eps": 1e-3}),
+    ]
+
+
+def _errors():
+    x = np.zeros((3, 4))
+    return [
+        ErrorCase("gamma of the wrong length", (x, np.ones(5), np.zeros(4)), match=r"D = 4"),
+        ErrorCase("beta as a matrix", (x, np.ones(4), np.zeros((1, 4))), match=r"shape \(D,\)"),
+        ErrorCase("mixed dtypes", (x, np.ones(4, np.float32), np.zeros(4)), match="nothing is cast"),
+        ErrorCase("eps = 0", (x, np.ones(4), np.zeros(4)), {"eps": 0.0}, match="> 0"),
+        ErrorCase("eps = nan", (x, np.ones(4), np.zeros(4)), {"eps": float("nan")}, match="finite"),
+        ErrorCase("float16 input", (x.astype(np.float16), np.ones(4, np.float16), np.zeros(4, np.float16)),
+                  match="float32 or float64"),
+    ]
+
+
+register(
+    OpCases(
+        "layer_norm",
+        dims={"B": (1, 6), "D": (1, 12)},
+        random=_random,
+        edges=_edges,
+        errors=_errors,
+        notes=NOTES,
+    )
+)

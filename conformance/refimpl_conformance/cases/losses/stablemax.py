@@ -1,0 +1,126 @@
+"""Conformance cases for `stablemax` and `stablemax_cross_entropy`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, register
+
+NOTES = {
+    "LARGE_LOGITS": "|z| up to 1e6: an exp-based or float32-unstable s() overflows here",
+    "KINK": "z = 0 exactly: s and s' are continuous there (both 1)",
+    "LOGIT_ONE_FLOAT32": "z = 1.0 in float32: the official 1/(1 - z + 1e-30) branch gives a NaN gradient",
+    "ONE_CLASS": "K = 1: the loss is exactly 0 and so is its gradient",
+    "SHIFT": "a row shifted by a constant changes StableMax (catches max-subtraction)",
+}
+
+
+def _logits(rng, B, K):
+    return rng.standard_normal((B, K)) * rng.choice([0.5, 3.0, 30.0])
+
+
+def _stablemax_random(rng, B, K):
+    return Sample("random", (_logits(rng, B, K),))
+
+
+def _stablemax_edges():
+    return [
+        Sample("logits in {-1, 0, 1}", (np.array([[-1.0, 0.0, 1.0], [1.0, 1.0, -1.0]]),), flags=("KINK",)),
+        Sample("logits ±1e6", (np.array([[1e6, -1e6, 0.5], [-1e6, -1e6, 2.0]]),), flags=("LARGE_LOGITS",)),
+        Sample("one class", (np.array([[0.3], [-4.0]]),), flags=("ONE_CLASS",)),
+        Sample("batch dims (2, 3, K)", (np.linspace(-3, 5, 24).reshape(2, 3, 4),)),
+        Sample(
+            "shifted row",
+            (np.array([[0.2, 1.5, -0.7, 3.0], [10.2, 11.5, 9.3, 13.0]]),),
+            flags=("SHIFT",),
+            comment="the second row is the first plus 10; the probabilities must differ",
+        ),
+    ]
+
+
+def _stablemax_errors():
+    return [
+        ErrorCase("integer logits", (np.array([[1, 2, 3]]),), match="dtype float32 or float64"),
+        ErrorCase("scalar logits", (np.array(1.0),), match=r"shape \(\.\.\., K\)"),
+        ErrorCase("zero classes", (np.zeros((2, 0)),), match="K >= 1"),
+        ErrorCase("a Python list", ([[1.0, 2.0]],), match="an array"),
+    ]
+
+
+register(
+    OpCases(
+        "stablemax",
+        dims={"B": (1, 6), "K": (1, 9)},
+        random=_stablemax_random,
+        edges=_stablemax_edges,
+        errors=_stablemax_errors,
+        notes=NOTES,
+    )
+)
+
+
+def _ce_random(rng, B, K):
+    reduction = str(rng.choice(["mean", "sum", "none"]))
+    return Sample(
+        "random", (_logits(rng, B, K), rng.integers(0, K, size=B)), {"reduction": reduction}
+    )
+
+
+def _ce_edges():
+    known = np.array([[1.0, -2.0, 0.5]])
+    return [
+        Sample(
+            "published example",
+            (known, np.array([2])),
+            comment="loss 0.9382696, gradient [0.2608696, 0.0289855, -0.4057971]",
+        ),
+        Sample(
+            "float32 logit exactly 1.0",
+            (known, np.array([2])),
+            {"reduction": "sum"},
+            flags=("LOGIT_ONE_FLOAT32",),
+        ),
+        Sample(
+            "logits ±1e4",
+            (np.array([[1e4, -1e4, 3.0], [-1e4, 1e4, 1e4]]), np.array([1, 0])),
+            flags=("LARGE_LOGITS",),
+        ),
+        Sample(
+            "logits ±1e6, per row",
+            (np.array([[1e6, -1e6, 0.0], [-1e6, 0.0, 1e6]]), np.array([0, 1])),
+            {"reduction": "none"},
+            flags=("LARGE_LOGITS",),
+        ),
+        Sample("kink at 0", (np.array([[0.0, 0.0, 1.0, -1.0]]), np.array([0])), flags=("KINK",)),
+        Sample("one class", (np.array([[2.5], [-1.0]]), np.array([0, 0])), flags=("ONE_CLASS",)),
+        Sample(
+            "official float64 upcast",
+            (np.array([[1.0, -2.0, 0.5], [3.0, 0.0, -0.5]]), np.array([2, 0])),
+            {"compute_in_float64": True},
+        ),
+    ]
+
+
+def _ce_errors():
+    z = np.zeros((3, 4))
+    return [
+        ErrorCase("label out of range", (z, np.array([0, 4, 1])), match=r"values in \[0, 4\)"),
+        ErrorCase("negative label", (z, np.array([0, -1, 1])), match=r"values in \[0, 4\)"),
+        ErrorCase("float labels", (z, np.array([0.0, 1.0, 2.0])), match="integer dtype"),
+        ErrorCase("labels of another batch size", (z, np.array([0, 1])), match=r"B = 3"),
+        ErrorCase("1-D logits", (np.zeros(4), np.array([1])), match=r"shape \(B, K\)"),
+        ErrorCase("unknown reduction", (z, np.array([0, 1, 2])), {"reduction": "avg"}, match="one of"),
+        ErrorCase("empty batch", (np.zeros((0, 4)), np.zeros(0, dtype=int)), match="B >= 1"),
+    ]
+
+
+register(
+    OpCases(
+        "stablemax_cross_entropy",
+        dims={"B": (1, 6), "K": (1, 9)},
+        random=_ce_random,
+        edges=_ce_edges,
+        errors=_ce_errors,
+        notes=NOTES,
+    )
+)

@@ -1,0 +1,53 @@
+"""refimpl: reference implementations of numerical routines from deep-learning papers.
+
+Every routine is an :class:`Op` with a NumPy forward and, where differentiable, a
+hand-derived backward. Quick tour::
+
+    import refimpl
+    op = refimpl.get("layer_norm")
+    y = op(x, gamma, beta, eps=1e-5)                        # reference forward
+    y, pullback = refimpl.vjp(op, x, gamma, beta, eps=1e-5)
+    g_x, g_gamma, g_beta = pullback(g_y)
+    refimpl.vjp("layer_norm", x, gamma, beta, backend="numba")
+"""
+
+from __future__ import annotations
+
+from . import adapters, layers, losses, optim, reweighting
+from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
+from ._op import (
+    Backend,
+    Impl,
+    Op,
+    Paper,
+    UnknownBackendError,
+    backend,
+    backends,
+    get,
+    ops,
+    vjp,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "Impl",
+    "InputError",
+    "NotDifferentiableError",
+    "Op",
+    "Paper",
+    "UnknownBackendError",
+    "UnknownOpError",
+    "UnsupportedOpError",
+    "adapters",
+    "backend",
+    "backends",
+    "get",
+    "layers",
+    "losses",
+    "ops",
+    "optim",
+    "reweighting",
+    "vjp",
+]

@@ -1,0 +1,423 @@
+"""The op contract, the catalog registry, backends and ``vjp``.
+
+An op is a forward function and, when it is differentiable, a backward function, in the
+style of a custom VJP::
+
+    forward(*inputs, **params) -> (outputs, residuals)
+    backward(residuals, cotangents) -> one cotangent per differentiable input
+
+The reference (NumPy) defines both; a backend supplies its own pair for the ops it
+implements. Whatever runs, the arguments are validated once here, against the op's
+declared specs, so every backend rejects bad input identically.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import importlib.metadata
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
+from ._spec import Scalar, Spec, Tensor, array_library, validate
+
+__all__ = [
+    "Backend",
+    "Impl",
+    "Op",
+    "Paper",
+    "UnknownBackendError",
+    "backend",
+    "backends",
+    "defop",
+    "get",
+    "ops",
+    "vjp",
+]
+
+ENTRY_POINT_GROUP = "refimpl.backends"
+
+
+class UnknownBackendError(KeyError):
+    """No installed backend has that name."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Paper:
+    """Where a routine comes from."""
+
+    title: str
+    arxiv: str | None = None
+    year: int | None = None
+    code: str | None = None  # the official repository, when there is one
+
+    def __str__(self) -> str:
+        parts = [self.title]
+        if self.arxiv:
+            parts.append(f"arXiv:{self.arxiv}")
+        if self.year:
+            parts.append(str(self.year))
+        return ", ".join(parts)
+
+
+class Impl(NamedTuple):
+    """One implementation of an op: ``forward`` and (if differentiable) ``backward``."""
+
+    forward: Callable[..., tuple[Any, Any]]
+    backward: Callable[[Any, Any], tuple[Any, ...]] | None = None
+
+
+class Op:
+    """A catalog routine: metadata, argument specs and the reference implementation.
+
+    Calling an op runs the reference forward and returns its outputs; ``refimpl.vjp``
+    returns the outputs and a pullback. ``op.forward``/``op.backward`` are the raw
+    reference functions (no validation) that backends mirror.
+    """
+
+    def __init__(
+        self,
+        forward: Callable[..., tuple[Any, Any]],
+        *,
+        family: str,
+        paper: Paper,
+        inputs: Mapping[str, Spec],
+        outputs: Sequence[str],
+        differentiable: Sequence[str] = (),
+        check: Callable[[Mapping[str, Any]], None] | None = None,
+        allow_empty: Sequence[str] = (),
+    ) -> None:
+        self.name: str = forward.__name__
+        self.family = family
+        self.paper = paper
+        self.forward = forward
+        self.backward: Callable[[Any, Any], tuple[Any, ...]] | None = None
+        self.signature = inspect.signature(forward)
+        self.specs: dict[str, Spec] = dict(inputs)
+        self.outputs: tuple[str, ...] = tuple(outputs)
+        self.differentiable: tuple[str, ...] = tuple(differentiable)
+        self.check = check
+        self.allow_empty = tuple(allow_empty)
+        self.__doc__ = forward.__doc__
+        self.__module__ = forward.__module__
+        self.__wrapped__ = forward
+        self.__signature__ = self.signature
+        declared = list(self.signature.parameters)
+        if sorted(declared) != sorted(self.specs):
+            raise TypeError(
+                f"op {self.name}: specs {sorted(self.specs)} do not match the forward "
+                f"signature {declared}"
+            )
+        self.specs = {name: self.specs[name] for name in declared}  # signature order
+        for name in self.differentiable:
+            spec = self.specs.get(name)
+            if not (isinstance(spec, Tensor) and spec.kind == "float"):
+                raise TypeError(f"op {self.name}: differentiable input {name!r} is not a float tensor")
+
+    # -- metadata ---------------------------------------------------------------------
+    @property
+    def is_differentiable(self) -> bool:
+        return bool(self.differentiable)
+
+    @property
+    def tensor_inputs(self) -> tuple[str, ...]:
+        return tuple(n for n, s in self.specs.items() if isinstance(s, Tensor))
+
+    @property
+    def scalar_params(self) -> tuple[str, ...]:
+        return tuple(n for n, s in self.specs.items() if isinstance(s, Scalar))
+
+    @property
+    def source_file(self) -> str:
+        return inspect.getsourcefile(self.forward) or "?"
+
+    def defvjp(self, backward: Callable[[Any, Any], tuple[Any, ...]]):
+        """Decorator: register the reference backward ``backward(residuals, cotangents)``."""
+        if not self.differentiable:
+            raise TypeError(f"op {self.name} declares no differentiable inputs")
+        self.backward = backward
+        return backward
+
+    def impl(self) -> Impl:
+        return Impl(self.forward, self.backward)
+
+    # -- calling ----------------------------------------------------------------------
+    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any], *, library: str | None = None):
+        """Bind a call to the signature, fill defaults and validate; return the binding."""
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise InputError(f"{self.name}: {error}; signature is {self.name}{self.signature}") from None
+        bound.apply_defaults()
+        validate(
+            self.name,
+            self.specs,
+            bound.arguments,
+            library=library,
+            allow_empty=self.allow_empty,
+            check=self.check,
+        )
+        return bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return _call(self, self.impl(), args, kwargs, library=None)
+
+    def __repr__(self) -> str:
+        return f"<refimpl op {self.name} ({self.family}) — {self.paper.title}>"
+
+
+def _call(op: Op, impl: Impl, args, kwargs, *, library: str | None) -> Any:
+    bound = op.bind(args, kwargs, library=library)
+    outputs, _ = impl.forward(*bound.args, **bound.kwargs)
+    return outputs
+
+
+# -- the registry ---------------------------------------------------------------------
+_OPS: dict[str, Op] = {}
+
+
+def defop(
+    *,
+    family: str,
+    paper: Paper,
+    inputs: Mapping[str, Spec],
+    outputs: Sequence[str],
+    differentiable: Sequence[str] = (),
+    check: Callable[[Mapping[str, Any]], None] | None = None,
+    allow_empty: Sequence[str] = (),
+) -> Callable[[Callable[..., tuple[Any, Any]]], Op]:
+    """Decorator turning a reference forward function into a registered :class:`Op`."""
+
+    def register(forward: Callable[..., tuple[Any, Any]]) -> Op:
+        op = Op(
+            forward,
+            family=family,
+            paper=paper,
+            inputs=inputs,
+            outputs=outputs,
+            differentiable=differentiable,
+            check=check,
+            allow_empty=allow_empty,
+        )
+        if op.name in _OPS:
+            raise TypeError(f"op {op.name} is defined twice")
+        _OPS[op.name] = op
+        return op
+
+    return register
+
+
+def get(name: str | Op) -> Op:
+    """The op called ``name``; unknown names raise :class:`UnknownOpError` with close matches."""
+    if isinstance(name, Op):
+        return name
+    try:
+        return _OPS[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(_OPS), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `refimpl list` shows them all"
+        raise UnknownOpError(f"no op named {name!r} in the catalog{hint}") from None
+
+
+def ops(family: str | None = None) -> list[Op]:
+    """All ops (or one family's), sorted by family then name."""
+    chosen = [op for op in _OPS.values() if family is None or op.family == family]
+    return sorted(chosen, key=lambda op: (op.family, op.name))
+
+
+# -- backends -------------------------------------------------------------------------
+class Backend:
+    """A set of implementations of catalog ops with the reference's calling convention.
+
+    ``impls`` maps op names to :class:`Impl` pairs. A backend claims exactly what it
+    implements (``supports``) and never falls back to the reference: asking for another op
+    raises :class:`UnsupportedOpError`. ``array_library`` names the array package its
+    functions take ("numpy" or "cupy"); ``asarray``/``to_numpy`` move test data in and out.
+
+    A backend that cannot run on this machine (CuPy without a GPU) reports why through
+    ``available()``; ``host_variant()`` may then give the same code running on NumPy
+    inputs, and ``self_checks`` names checks that still run here (compiling CUDA sources).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        impls: Mapping[str, Impl],
+        *,
+        array_library: str = "numpy",
+        description: str = "",
+        asarray: Callable[[np.ndarray], Any] | None = None,
+        to_numpy: Callable[[Any], np.ndarray] | None = None,
+        available: Callable[[], tuple[bool, str]] | None = None,
+        host_variant: Callable[[], Backend] | None = None,
+        self_checks: Mapping[str, Callable[[], None]] | None = None,
+    ) -> None:
+        self.name = name
+        self.array_library = array_library
+        self.description = description
+        self._asarray = asarray or (lambda a: a)
+        self._to_numpy = to_numpy or np.asarray
+        self._available = available or (lambda: (True, ""))
+        self.host_variant = host_variant
+        self.self_checks = dict(self_checks or {})
+        self._impls: dict[str, Impl] = {}
+        for op_name, impl in impls.items():
+            op = get(op_name)
+            if op.is_differentiable and impl.backward is None:
+                raise TypeError(f"backend {name}: {op_name} is differentiable but has no backward")
+            self._impls[op.name] = Impl(*impl)
+
+    def __repr__(self) -> str:
+        return f"<refimpl backend {self.name}: {len(self._impls)} ops>"
+
+    @property
+    def ops(self) -> frozenset[str]:
+        return frozenset(self._impls)
+
+    def supports(self, name: str | Op) -> bool:
+        return get(name).name in self._impls
+
+    def available(self) -> tuple[bool, str]:
+        """Whether this backend can run here, and why not (e.g. no GPU)."""
+        return self._available()
+
+    def impl(self, name: str | Op) -> Impl:
+        op = get(name)
+        try:
+            return self._impls[op.name]
+        except KeyError:
+            raise UnsupportedOpError(
+                f"backend {self.name!r} does not implement {op.name}; it implements "
+                f"{len(self._impls)} ops (`refimpl list` shows coverage). Use the reference "
+                f"with refimpl.get({op.name!r}) or backend='numpy'."
+            ) from None
+
+    def get(self, name: str | Op) -> Callable[..., Any]:
+        """The op as a validated function with the reference's signature."""
+        op = get(name)
+        impl = self.impl(op)
+
+        @functools.wraps(op.forward)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return _call(op, impl, args, kwargs, library=self.array_library)
+
+        return call
+
+    def asarray(self, array: np.ndarray) -> Any:
+        return self._asarray(array)
+
+    def to_numpy(self, array: Any) -> np.ndarray:
+        return self._to_numpy(array)
+
+
+@functools.cache
+def _reference_backend() -> Backend:
+    return Backend(
+        "numpy",
+        {op.name: op.impl() for op in _OPS.values()},
+        description="the NumPy reference (ground truth)",
+    )
+
+
+def _entry_points() -> dict[str, importlib.metadata.EntryPoint]:
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {entry.name: entry for entry in sorted(found, key=lambda e: e.name)}
+
+
+def backends() -> list[str]:
+    """Names of the installed backends, ``"numpy"`` (the reference) first."""
+    return ["numpy", *(name for name in _entry_points() if name != "numpy")]
+
+
+_LOADED: dict[str, Backend] = {}
+
+
+def backend(name: str | Backend) -> Backend:
+    """The backend called ``name`` (loaded through its ``refimpl.backends`` entry point)."""
+    if isinstance(name, Backend):
+        return name
+    if name == "numpy":
+        return _reference_backend()
+    if name not in _LOADED:
+        entries = _entry_points()
+        if name not in entries:
+            raise UnknownBackendError(
+                f"no backend named {name!r}; installed: {', '.join(backends())}"
+                " (extras: pip install 'refimpl[numba]' or 'refimpl[cupy]')"
+            )
+        loaded = entries[name].load()
+        loaded = loaded() if callable(loaded) and not isinstance(loaded, Backend) else loaded
+        if not isinstance(loaded, Backend):
+            raise TypeError(f"entry point {name!r} did not give a refimpl.Backend")
+        _LOADED[name] = loaded
+    return _LOADED[name]
+
+
+# -- vjp ------------------------------------------------------------------------------
+def _check_cotangent(op: Op, name: str, output: Any, cotangent: Any) -> Any:
+    if cotangent is None:
+        return None
+    if not (hasattr(cotangent, "shape") and hasattr(cotangent, "dtype")):
+        raise InputError(
+            f"{op.name}: cotangent of output '{name}': expected an array of shape "
+            f"{tuple(output.shape)}, got {type(cotangent).__name__}"
+        )
+    if array_library(cotangent) != array_library(output):
+        raise InputError(
+            f"{op.name}: cotangent of output '{name}': expected a {array_library(output)} array, "
+            f"got a {array_library(cotangent)} array"
+        )
+    if tuple(cotangent.shape) != tuple(output.shape) or cotangent.dtype != output.dtype:
+        raise InputError(
+            f"{op.name}: cotangent of output '{name}': expected shape {tuple(output.shape)} "
+            f"and dtype {output.dtype} (like the output), got shape {tuple(cotangent.shape)} "
+            f"and dtype {cotangent.dtype}"
+        )
+    return cotangent
+
+
+def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs: Any):
+    """Run ``op`` forward and return ``(outputs, pullback)``.
+
+    ``pullback(cotangents)`` takes one cotangent per output (a single array when the op
+    has one output, else a tuple in which ``None`` stands for zero) and returns a tuple
+    with one cotangent per differentiable input, in the op's input order.
+    """
+    op = get(op)
+    chosen = _reference_backend() if backend is None else globals()["backend"](backend)
+    if not op.is_differentiable:
+        raise NotDifferentiableError(
+            f"{op.name} has no differentiable inputs (it is compared on outputs only); "
+            f"call it directly instead of through vjp"
+        )
+    impl = chosen.impl(op)
+    bound = op.bind(args, kwargs, library=chosen.array_library)
+    outputs, residuals = impl.forward(*bound.args, **bound.kwargs)
+    single = len(op.outputs) == 1
+
+    def pullback(cotangents: Any) -> tuple[Any, ...]:
+        outs = (outputs,) if single else tuple(outputs)
+        given = (cotangents,) if single else tuple(cotangents)
+        if len(given) != len(outs):
+            raise InputError(
+                f"{op.name}: pullback expected {len(outs)} cotangents (one per output "
+                f"{', '.join(op.outputs)}), got {len(given)}"
+            )
+        checked = []
+        for name, output, cotangent in zip(op.outputs, outs, given, strict=True):
+            cotangent = _check_cotangent(op, name, output, cotangent)
+            if cotangent is None:
+                cotangent = output * 0
+            checked.append(cotangent)
+        grads = impl.backward(residuals, checked[0] if single else tuple(checked))
+        return tuple(grads)
+
+    return outputs, pullback

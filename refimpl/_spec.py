@@ -1,0 +1,334 @@
+"""Argument specifications and the shared validation every backend goes through.
+
+An op declares each argument as a :class:`Tensor` (an array with a symbolic shape and a
+dtype kind) or a :class:`Scalar` (a hyperparameter with a domain). :func:`validate` checks
+a call against those declarations once, in the op layer, so a NumPy, Numba or CuPy
+implementation rejects the same inputs with the same message.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._errors import InputError
+
+__all__ = [
+    "ArgumentError",
+    "Choice",
+    "Flag",
+    "Float",
+    "Int",
+    "Bool",
+    "Integer",
+    "Real",
+    "Scalar",
+    "Tensor",
+    "array_library",
+    "array_namespace",
+    "validate",
+]
+
+ELLIPSIS = "..."
+
+
+class ArgumentError(Exception):
+    """Raised by an op's domain check; the op layer turns it into an :class:`InputError`.
+
+    ``ArgumentError("x", "points inside the ball ‖x‖ < 1/√c = 1", "‖x‖ = 1.2 in row 3")``
+    becomes ``"mobius_add: argument 'x': expected points inside ..., got ‖x‖ = 1.2 in row 3"``.
+    """
+
+    def __init__(self, argument: str, expected: str, got: str) -> None:
+        super().__init__(argument, expected, got)
+        self.argument, self.expected, self.got = argument, expected, got
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """An array argument.
+
+    ``shape`` is a tuple of dimension symbols (``"B"``, ``"K"``), literal sizes, and at most
+    one leading ``"..."`` for any number of batch dimensions. A symbol seen twice must have
+    the same size everywhere. ``kind`` is ``"float"`` (float32 or float64, the same dtype for
+    every float argument of a call), ``"int"`` or ``"bool"``. For an int tensor, ``low`` and
+    ``high`` bound the values (``low <= v < high``; ``high`` may be a dimension symbol).
+    """
+
+    shape: tuple[str | int, ...]
+    kind: str = "float"
+    optional: bool = False
+    low: int | None = None
+    high: int | str | None = None
+
+    def describe(self) -> str:
+        dims = ", ".join(str(d) for d in self.shape)
+        return f"({dims}{',' if len(self.shape) == 1 else ''})"
+
+
+def Float(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802 - reads as a type
+    """A float32/float64 array of the given symbolic shape."""
+    return Tensor(tuple(shape), "float", optional)
+
+
+def Int(  # noqa: N802
+    *shape: str | int, low: int | None = None, high: int | str | None = None
+) -> Tensor:
+    """An integer array (labels, indices); values in ``[low, high)`` when given."""
+    return Tensor(tuple(shape), "int", False, low, high)
+
+
+def Bool(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802
+    """A boolean mask."""
+    return Tensor(tuple(shape), "bool", optional)
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A scalar hyperparameter: a real or integer number in a range, a choice or a flag."""
+
+    kind: str  # "real" | "integer" | "choice" | "flag"
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] = field(default=())
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "flag":
+            return "a bool"
+        noun = "a finite real number" if self.kind == "real" else "an integer"
+        bounds = []
+        if self.low is not None:
+            bounds.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            bounds.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return noun + (" " + " and ".join(bounds) if bounds else "")
+
+
+def Real(  # noqa: N802
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> Scalar:
+    """A finite real number in ``[low, high]`` (ends open when asked)."""
+    return Scalar("real", low, high, low_open, high_open)
+
+
+def Integer(low: int | None = None, high: int | None = None) -> Scalar:  # noqa: N802
+    """A Python or NumPy integer in ``[low, high]`` (bools are refused)."""
+    return Scalar("integer", low, high)
+
+
+def Choice(*choices: Any) -> Scalar:  # noqa: N802
+    """One of a fixed set of values (strategy names, reductions)."""
+    return Scalar("choice", choices=tuple(choices))
+
+
+def Flag() -> Scalar:  # noqa: N802
+    """A boolean switch."""
+    return Scalar("flag")
+
+
+Spec = Tensor | Scalar
+
+
+def array_library(x: Any) -> str:
+    """The top-level package an array type comes from: ``"numpy"``, ``"cupy"``, ..."""
+    return type(x).__module__.split(".")[0]
+
+
+def array_namespace(x: Any) -> Any:
+    """The array module of ``x`` (NumPy for NumPy arrays, CuPy for CuPy arrays).
+
+    Domain checks use it so they run on the caller's device without importing CuPy here.
+    """
+    namespace = getattr(x, "__array_namespace__", None)
+    return namespace() if namespace is not None else np
+
+
+def _describe_value(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{array_library(value)} array of shape {tuple(value.shape)} and dtype {value.dtype}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) < 60 else text[:57] + '...'}"
+
+
+def _check_scalar(name: str, spec: Scalar, value: Any) -> None:
+    if spec.kind == "choice":
+        if not any(value == c and type(value) is type(c) for c in spec.choices):
+            raise ArgumentError(name, spec.describe(), repr(value))
+        return
+    if spec.kind == "flag":
+        if not isinstance(value, bool | np.bool_):
+            raise ArgumentError(name, "a bool", _describe_value(value))
+        return
+    if isinstance(value, bool | np.bool_) or hasattr(value, "shape") and value.shape != ():
+        raise ArgumentError(name, spec.describe(), _describe_value(value))
+    if spec.kind == "integer":
+        if not isinstance(value, numbers.Integral):
+            raise ArgumentError(name, spec.describe(), _describe_value(value))
+    elif not isinstance(value, numbers.Real):
+        raise ArgumentError(name, spec.describe(), _describe_value(value))
+    number = float(value)
+    if not math.isfinite(number):
+        raise ArgumentError(name, spec.describe(), repr(value))
+    too_low = spec.low is not None and (
+        number <= spec.low if spec.low_open else number < spec.low
+    )
+    too_high = spec.high is not None and (
+        number >= spec.high if spec.high_open else number > spec.high
+    )
+    if too_low or too_high:
+        raise ArgumentError(name, spec.describe(), repr(value))
+
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _check_tensor_dtype(name: str, spec: Tensor, value: Any) -> None:
+    dtype = np.dtype(value.dtype)
+    if spec.kind == "float":
+        if dtype not in _FLOAT_DTYPES:
+            hint = (
+                "; integer labels belong in an int argument"
+                if dtype.kind in "iu"
+                else "; cast with .astype(numpy.float32) or .astype(numpy.float64)"
+            )
+            raise ArgumentError(name, "dtype float32 or float64" + hint, f"dtype {dtype}")
+    elif spec.kind == "int":
+        if dtype.kind not in "iu":
+            raise ArgumentError(name, "an integer dtype (labels, indices)", f"dtype {dtype}")
+    elif spec.kind == "bool" and dtype != np.dtype(bool):
+        raise ArgumentError(name, "dtype bool (a mask)", f"dtype {dtype}")
+
+
+def _bind_shape(
+    name: str,
+    spec: Tensor,
+    shape: tuple[int, ...],
+    dims: dict[str, Any],
+    sources: dict[str, str],
+    allow_empty: Sequence[str],
+) -> None:
+    pattern = spec.shape
+    has_ellipsis = bool(pattern) and pattern[0] == ELLIPSIS
+    tail = pattern[1:] if has_ellipsis else pattern
+    expected = spec.describe()
+    if (has_ellipsis and len(shape) < len(tail)) or (not has_ellipsis and len(shape) != len(tail)):
+        need = f"at least {len(tail)}" if has_ellipsis else f"{len(tail)}"
+        raise ArgumentError(
+            name, f"shape {expected} ({need} dimension(s))", f"shape {tuple(shape)}"
+        )
+    if has_ellipsis:
+        lead = tuple(shape[: len(shape) - len(tail)])
+        if ELLIPSIS in dims and dims[ELLIPSIS] != lead:
+            raise ArgumentError(
+                name,
+                f"leading (batch) dimensions {dims[ELLIPSIS]} like '{sources[ELLIPSIS]}'"
+                " (nothing is broadcast)",
+                f"shape {tuple(shape)}",
+            )
+        dims.setdefault(ELLIPSIS, lead)
+        sources.setdefault(ELLIPSIS, name)
+        if ELLIPSIS not in allow_empty and 0 in lead:
+            raise ArgumentError(name, "non-empty batch dimensions", f"shape {tuple(shape)}")
+    for symbol, size in zip(tail, shape[len(shape) - len(tail) :], strict=True):
+        if isinstance(symbol, int):
+            if size != symbol:
+                raise ArgumentError(name, f"shape {expected}", f"shape {tuple(shape)}")
+            continue
+        if symbol in dims:
+            if dims[symbol] != size:
+                raise ArgumentError(
+                    name,
+                    f"shape {expected} with {symbol} = {dims[symbol]} (from '{sources[symbol]}')",
+                    f"shape {tuple(shape)}",
+                )
+            continue
+        if size == 0 and symbol not in allow_empty:
+            raise ArgumentError(name, f"shape {expected} with {symbol} >= 1", f"shape {tuple(shape)}")
+        dims[symbol] = size
+        sources[symbol] = name
+
+
+def validate(
+    op_name: str,
+    specs: Mapping[str, Spec],
+    arguments: Mapping[str, Any],
+    *,
+    library: str | None = None,
+    allow_empty: Sequence[str] = (),
+    check: Callable[[Mapping[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Check ``arguments`` against ``specs``; return the bound dimension sizes.
+
+    ``library`` is the array package the backend computes with (``"numpy"``, ``"cupy"``);
+    arrays from another package are refused rather than copied behind the caller's back.
+    ``check`` is the op's own domain check, run last on the already shape-checked arguments.
+    Every failure is an :class:`InputError` naming the op and the argument.
+    """
+    dims: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    float_dtype: tuple[str, Any] | None = None
+    try:
+        for name, spec in specs.items():
+            value = arguments[name]
+            if isinstance(spec, Scalar):
+                _check_scalar(name, spec, value)
+                continue
+            if value is None:
+                if spec.optional:
+                    continue
+                raise ArgumentError(name, "an array", "None")
+            if not (hasattr(value, "shape") and hasattr(value, "dtype")):
+                raise ArgumentError(
+                    name,
+                    f"an array of shape {spec.describe()} (wrap Python data in numpy.asarray)",
+                    _describe_value(value),
+                )
+            if library is not None and array_library(value) != library:
+                raise ArgumentError(
+                    name,
+                    f"a {library} array (this backend computes on {library} arrays)",
+                    _describe_value(value),
+                )
+            _check_tensor_dtype(name, spec, value)
+            if spec.kind == "float":
+                if float_dtype is None:
+                    float_dtype = (name, value.dtype)
+                elif value.dtype != float_dtype[1]:
+                    raise ArgumentError(
+                        name,
+                        f"dtype {float_dtype[1]} like '{float_dtype[0]}' (nothing is cast)",
+                        f"dtype {value.dtype}",
+                    )
+            _bind_shape(name, spec, tuple(value.shape), dims, sources, allow_empty)
+        for name, spec in specs.items():
+            value = arguments[name]
+            if isinstance(spec, Tensor) and spec.kind == "int" and value.size:
+                high = dims.get(spec.high, spec.high) if isinstance(spec.high, str) else spec.high
+                low, largest = int(value.min()), int(value.max())
+                if (spec.low is not None and low < spec.low) or (
+                    high is not None and largest >= high
+                ):
+                    span = f"[{spec.low if spec.low is not None else '-inf'}, {high})"
+                    raise ArgumentError(
+                        name, f"values in {span}", f"values in [{low}, {largest}]"
+                    )
+        if check is not None:
+            check(arguments)
+    except ArgumentError as error:
+        raise InputError(
+            f"{op_name}: argument '{error.argument}': expected {error.expected}, got {error.got}"
+        ) from None
+    return dims

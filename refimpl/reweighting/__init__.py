@@ -1,0 +1,1 @@
+"""reweighting (ops to come)."""
