@@ -113,8 +113,7 @@ class Op:
         declared = list(self.signature.parameters)
         if sorted(declared) != sorted(self.specs):
             raise TypeError(
-                f"op {self.name}: specs {sorted(self.specs)} do not match the forward "
-                f"signature {declared}"
+                f"op {self.name}: specs {sorted(self.specs)} do not match the forward signature {declared}"
             )
         self.specs = {name: self.specs[name] for name in declared}  # signature order
         for name in self.differentiable:

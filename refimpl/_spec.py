@@ -182,12 +182,8 @@ def _check_scalar(name: str, spec: Scalar, value: Any) -> None:
     number = float(value)
     if not math.isfinite(number):
         raise ArgumentError(name, spec.describe(), repr(value))
-    too_low = spec.low is not None and (
-        number <= spec.low if spec.low_open else number < spec.low
-    )
-    too_high = spec.high is not None and (
-        number >= spec.high if spec.high_open else number > spec.high
-    )
+    too_low = spec.low is not None and (number <= spec.low if spec.low_open else number < spec.low)
+    too_high = spec.high is not None and (number >= spec.high if spec.high_open else number > spec.high)
     if too_low or too_high:
         raise ArgumentError(name, spec.describe(), repr(value))
 
@@ -226,9 +222,7 @@ def _bind_shape(
     expected = spec.describe()
     if (has_ellipsis and len(shape) < len(tail)) or (not has_ellipsis and len(shape) != len(tail)):
         need = f"at least {len(tail)}" if has_ellipsis else f"{len(tail)}"
-        raise ArgumentError(
-            name, f"shape {expected} ({need} dimension(s))", f"shape {tuple(shape)}"
-        )
+        raise ArgumentError(name, f"shape {expected} ({need} dimension(s))", f"shape {tuple(shape)}")
     if has_ellipsis:
         lead = tuple(shape[: len(shape) - len(tail)])
         if ELLIPSIS in dims and dims[ELLIPSIS] != lead:
@@ -318,13 +312,9 @@ def validate(
             if isinstance(spec, Tensor) and spec.kind == "int" and value.size:
                 high = dims.get(spec.high, spec.high) if isinstance(spec.high, str) else spec.high
                 low, largest = int(value.min()), int(value.max())
-                if (spec.low is not None and low < spec.low) or (
-                    high is not None and largest >= high
-                ):
+                if (spec.low is not None and low < spec.low) or (high is not None and largest >= high):
                     span = f"[{spec.low if spec.low is not None else '-inf'}, {high})"
-                    raise ArgumentError(
-                        name, f"values in {span}", f"values in [{low}, {largest}]"
-                    )
+                    raise ArgumentError(name, f"values in {span}", f"values in [{low}, {largest}]")
         if check is not None:
             check(arguments)
     except ArgumentError as error:

@@ -1,11 +1,66 @@
-"""refimpl_cupy: GPU implementations of refimpl ops (CuPy). Work in progress."""
+"""refimpl_cupy: GPU implementations of refimpl ops (CuPy).
+
+Elementwise pieces are ``cupy.fuse`` kernels and row statistics are CuPy reductions
+(see ``_fuse.py``: the same code runs as plain NumPy on a machine without a GPU, which is
+how CI checks its array logic). Hand-written CUDA sources live in ``cuda/``; CI compiles
+them with NVRTC even without a GPU.
+"""
 
 from __future__ import annotations
 
-from refimpl import Backend
+from refimpl import Backend, Impl
+from refimpl._discover import collect_impls
 
-__all__ = ["load"]
+__all__ = ["gpu_available", "host_backend", "load"]
+
+
+def gpu_available() -> tuple[bool, str]:
+    """Whether CuPy can use a CUDA device here, and why not."""
+    try:
+        import cupy
+
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # no driver, no device, or CuPy missing
+        return False, f"no usable CUDA device ({type(error).__name__}: {str(error)[:80]})"
+    if count < 1:
+        return False, "no CUDA device"
+    return True, ""
+
+
+def _impls() -> dict[str, Impl]:
+    import refimpl_cupy
+
+    return collect_impls(refimpl_cupy)
+
+
+def host_backend() -> Backend:
+    """The same implementations on NumPy inputs (fusion off): checks the array logic."""
+    return Backend(
+        "cupy[host]",
+        _impls(),
+        array_library="numpy",
+        description="the CuPy backend's code run on NumPy arrays (no GPU needed)",
+    )
+
+
+def _self_checks():
+    from . import cuda
+
+    return {f"nvrtc compiles cuda/{name}": check for name, check in cuda.compile_checks().items()}
 
 
 def load() -> Backend:
-    return Backend("cupy", {}, array_library="cupy", description="CuPy kernels on a CUDA GPU")
+    """Build the backend; it reports itself unavailable when no GPU is present."""
+    import cupy
+
+    return Backend(
+        "cupy",
+        _impls(),
+        array_library="cupy",
+        description="CuPy on a CUDA GPU: fused elementwise kernels, CuPy reductions",
+        asarray=cupy.asarray,
+        to_numpy=cupy.asnumpy,
+        available=gpu_available,
+        host_variant=host_backend,
+        self_checks=_self_checks(),
+    )

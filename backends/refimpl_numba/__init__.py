@@ -7,25 +7,18 @@ reference: ``refimpl_numba/losses/stablemax.py`` sits beside ``refimpl/losses/st
 
 from __future__ import annotations
 
-from refimpl import Backend, Impl
+from refimpl import Backend
+from refimpl._discover import collect_impls
 
 __all__ = ["load"]
 
 
 def load() -> Backend:
-    """Build the backend (imports numba and the kernel modules)."""
-    from .layers import layer_norm
-    from .losses import stablemax
+    """Build the backend (imports numba and every kernel module; each lists its ``IMPLS``)."""
+    import refimpl_numba
 
-    impls = {
-        "stablemax": Impl(stablemax.stablemax_forward, stablemax.stablemax_backward),
-        "stablemax_cross_entropy": Impl(
-            stablemax.stablemax_cross_entropy_forward, stablemax.stablemax_cross_entropy_backward
-        ),
-        "layer_norm": Impl(layer_norm.layer_norm_forward, layer_norm.layer_norm_backward),
-    }
     return Backend(
         "numba",
-        impls,
+        collect_impls(refimpl_numba),
         description="Numba JIT kernels on the CPU, parallel over rows",
     )

@@ -14,8 +14,24 @@ from a seed, named edge cases, inputs that must be refused):
 command-line face of the same thing.
 """
 
-from ._cases import DEFAULT_TOLERANCES, ErrorCase, OpCases, Sample, Tolerance, all_cases, cases_for, register
-from ._engine import Result, check_errors, check_finite_differences, check_sample, compare, repro_command
+from ._cases import (
+    DEFAULT_TOLERANCES,
+    ErrorCase,
+    OpCases,
+    Sample,
+    Tolerance,
+    all_cases,
+    cases_for,
+    register,
+)
+from ._engine import (
+    Result,
+    check_errors,
+    check_finite_differences,
+    check_sample,
+    compare,
+    repro_command,
+)
 from ._runner import Plan, Report, plan, run
 
 __all__ = [

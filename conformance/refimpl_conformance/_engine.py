@@ -149,9 +149,7 @@ def _cotangents_like(outputs: Sequence[np.ndarray], rng: np.random.Generator) ->
     return cotangents
 
 
-def check_sample(
-    op: Op, cases: OpCases, backend: Backend, sample: Sample, dtype: str
-) -> list[Result]:
+def check_sample(op: Op, cases: OpCases, backend: Backend, sample: Sample, dtype: str) -> list[Result]:
     """Compare ``backend`` with the reference (computed in float64) on one sample."""
     base = dict(op=op.name, backend=backend.name, dtype=dtype, sample=sample.name)
     repro = repro_command(op.name, backend.name, dtype, sample)
@@ -191,9 +189,15 @@ def check_sample(
         if not ok:
             why.append(f"output '{name}': {reason}")
     results.append(
-        Result(**base, check="forward", status="pass" if forward_ok else "fail",
-               max_abs=worst_abs, max_rel=worst_rel, detail="; ".join(why),
-               repro="" if forward_ok else repro)
+        Result(
+            **base,
+            check="forward",
+            status="pass" if forward_ok else "fail",
+            max_abs=worst_abs,
+            max_rel=worst_rel,
+            detail="; ".join(why),
+            repro="" if forward_ok else repro,
+        )
     )
     if op.is_differentiable:
         vjp_ok, worst_abs, worst_rel, why = True, 0.0, 0.0, []
@@ -208,9 +212,15 @@ def check_sample(
             if not ok:
                 why.append(f"cotangent of '{name}': {reason}")
         results.append(
-            Result(**base, check="vjp", status="pass" if vjp_ok else "fail",
-                   max_abs=worst_abs, max_rel=worst_rel, detail="; ".join(why),
-                   repro="" if vjp_ok else repro)
+            Result(
+                **base,
+                check="vjp",
+                status="pass" if vjp_ok else "fail",
+                max_abs=worst_abs,
+                max_rel=worst_rel,
+                detail="; ".join(why),
+                repro="" if vjp_ok else repro,
+            )
         )
     return results
 
@@ -228,7 +238,9 @@ def _forward64(op: Op, bound, name: str | None = None, value: np.ndarray | None 
 def _pullback64(op: Op, bound, cotangents: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
     outputs, residuals = op.forward(*bound.args, **bound.kwargs)
     outs = _as_tuple(op, outputs)
-    given = [c if c is not None else np.zeros_like(np.asarray(o)) for c, o in zip(cotangents, outs, strict=True)]
+    given = [
+        c if c is not None else np.zeros_like(np.asarray(o)) for c, o in zip(cotangents, outs, strict=True)
+    ]
     return tuple(op.backward(residuals, given[0] if len(outs) == 1 else tuple(given)))
 
 
@@ -280,14 +292,21 @@ def check_finite_differences(
         scale += float(np.sum(np.abs(w * grad)))
     gap = abs(directional - analytic)
     # the differences of f carry rounding ~ eps·|f| (taken as at least eps): the floor
-    rounding = 1e-14 * sum(float(np.sum(np.abs(v[i]) * np.maximum(1.0, np.abs(outputs[i])))) for i in float_outputs)
+    rounding = 1e-14 * sum(
+        float(np.sum(np.abs(v[i]) * np.maximum(1.0, np.abs(outputs[i])))) for i in float_outputs
+    )
     allowed = rtol * max(scale, abs(directional)) + rounding
     ok = gap <= allowed and np.isfinite(analytic)
     results.append(
-        Result(**base, check="fd-directional", status="pass" if ok else "fail",
-               max_abs=gap, max_rel=gap / max(scale, 1e-300),
-               detail="" if ok else f"⟨v, J·w⟩ by differences = {directional!r}, ⟨w, Jᵀv⟩ = {analytic!r}",
-               repro="" if ok else repro)
+        Result(
+            **base,
+            check="fd-directional",
+            status="pass" if ok else "fail",
+            max_abs=gap,
+            max_rel=gap / max(scale, 1e-300),
+            detail="" if ok else f"⟨v, J·w⟩ by differences = {directional!r}, ⟨w, Jᵀv⟩ = {analytic!r}",
+            repro="" if ok else repro,
+        )
     )
 
     # full Jacobian on small inputs
@@ -329,8 +348,14 @@ def check_finite_differences(
                 f"backward {by_pullback[r, c]!r}"
             )
         results.append(
-            Result(**base, check="fd-jacobian", status="pass" if ok else "fail", max_abs=worst,
-                   detail=detail, repro="" if ok else repro)
+            Result(
+                **base,
+                check="fd-jacobian",
+                status="pass" if ok else "fail",
+                max_abs=worst,
+                detail=detail,
+                repro="" if ok else repro,
+            )
         )
 
     # finite inputs in the domain give finite outputs and gradients
@@ -338,8 +363,13 @@ def check_finite_differences(
         np.all(np.isfinite(np.asarray(g))) for g in grads
     )
     results.append(
-        Result(**base, check="finite", status="pass" if finite else "fail",
-               detail="" if finite else "non-finite output or gradient", repro="" if finite else repro)
+        Result(
+            **base,
+            check="finite",
+            status="pass" if finite else "fail",
+            detail="" if finite else "non-finite output or gradient",
+            repro="" if finite else repro,
+        )
     )
     return results
 
@@ -358,14 +388,24 @@ def check_errors(op: Op, backend: Backend, errors: Sequence[ErrorCase]) -> list[
         except InputError as error:
             message = str(error)
             if not message.startswith(f"{op.name}:") or (case.match and not re.search(case.match, message)):
-                results.append(Result(**base, status="fail",
-                                      detail=f"message {message!r} does not match {case.match!r}"))
+                results.append(
+                    Result(
+                        **base,
+                        status="fail",
+                        detail=f"message {message!r} does not match {case.match!r}",
+                    )
+                )
             else:
                 results.append(Result(**base, status="pass", detail=message))
             continue
         except Exception as error:  # a crash is not a clear error
-            results.append(Result(**base, status="fail",
-                                  detail=f"raised {type(error).__name__}: {error} instead of InputError"))
+            results.append(
+                Result(
+                    **base,
+                    status="fail",
+                    detail=f"raised {type(error).__name__}: {error} instead of InputError",
+                )
+            )
             continue
         results.append(Result(**base, status="fail", detail="accepted input that must be refused"))
     return results

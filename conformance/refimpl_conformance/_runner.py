@@ -40,8 +40,15 @@ class Report:
         for r in self.results:
             row = rows.setdefault(
                 (r.backend, r.op),
-                {"backend": r.backend, "op": r.op, "passed": 0, "failed": 0, "skipped": 0,
-                 "max_abs_float64": 0.0, "max_abs_float32": 0.0},
+                {
+                    "backend": r.backend,
+                    "op": r.op,
+                    "passed": 0,
+                    "failed": 0,
+                    "skipped": 0,
+                    "max_abs_float64": 0.0,
+                    "max_abs_float32": 0.0,
+                },
             )
             row[{"pass": "passed", "fail": "failed", "skip": "skipped"}[r.status]] += 1
             if r.check in ("forward", "vjp") and r.dtype in FLOAT_DTYPES:
@@ -51,8 +58,12 @@ class Report:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"ok": self.ok, "notes": self.notes, "summary": self.summary(),
-             "results": [r.to_dict() for r in self.results]},
+            {
+                "ok": self.ok,
+                "notes": self.notes,
+                "summary": self.summary(),
+                "results": [r.to_dict() for r in self.results],
+            },
             indent=1,
             default=float,
         )
@@ -109,7 +120,9 @@ def plan(
         try:
             backend = refimpl.backend(name)
         except (ImportError, OSError) as error:
-            notes.append(f"{name}: not importable ({error}); install the extra: pip install 'refimpl[{name}]'")
+            notes.append(
+                f"{name}: not importable ({error}); install the extra: pip install 'refimpl[{name}]'"
+            )
             continue
         for label, check in backend.self_checks.items():
             self_checks.append((backend.name, label, check))

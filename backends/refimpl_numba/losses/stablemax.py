@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from refimpl import Impl
+
 
 @njit(cache=True, inline="always")
 def _s(v):
@@ -106,3 +108,9 @@ def stablemax_cross_entropy_backward(residuals, g_loss):
     g_z = np.empty(work.shape, dtype=dtype)
     _cross_entropy_backward_rows(work, labels, total_s, scale, g_z)
     return (g_z,)
+
+
+IMPLS = {
+    "stablemax": Impl(stablemax_forward, stablemax_backward),
+    "stablemax_cross_entropy": Impl(stablemax_cross_entropy_forward, stablemax_cross_entropy_backward),
+}

@@ -55,8 +55,11 @@ def _errors():
         ErrorCase("mixed dtypes", (x, np.ones(4, np.float32), np.zeros(4)), match="nothing is cast"),
         ErrorCase("eps = 0", (x, np.ones(4), np.zeros(4)), {"eps": 0.0}, match="> 0"),
         ErrorCase("eps = nan", (x, np.ones(4), np.zeros(4)), {"eps": float("nan")}, match="finite"),
-        ErrorCase("float16 input", (x.astype(np.float16), np.ones(4, np.float16), np.zeros(4, np.float16)),
-                  match="float32 or float64"),
+        ErrorCase(
+            "float16 input",
+            (x.astype(np.float16), np.ones(4, np.float16), np.zeros(4, np.float16)),
+            match="float32 or float64",
+        ),
     ]
 
 

@@ -25,8 +25,16 @@ def _stablemax_random(rng, B, K):
 
 def _stablemax_edges():
     return [
-        Sample("logits in {-1, 0, 1}", (np.array([[-1.0, 0.0, 1.0], [1.0, 1.0, -1.0]]),), flags=("KINK",)),
-        Sample("logits ±1e6", (np.array([[1e6, -1e6, 0.5], [-1e6, -1e6, 2.0]]),), flags=("LARGE_LOGITS",)),
+        Sample(
+            "logits in {-1, 0, 1}",
+            (np.array([[-1.0, 0.0, 1.0], [1.0, 1.0, -1.0]]),),
+            flags=("KINK",),
+        ),
+        Sample(
+            "logits ±1e6",
+            (np.array([[1e6, -1e6, 0.5], [-1e6, -1e6, 2.0]]),),
+            flags=("LARGE_LOGITS",),
+        ),
         Sample("one class", (np.array([[0.3], [-4.0]]),), flags=("ONE_CLASS",)),
         Sample("batch dims (2, 3, K)", (np.linspace(-3, 5, 24).reshape(2, 3, 4),)),
         Sample(
@@ -61,9 +69,7 @@ register(
 
 def _ce_random(rng, B, K):
     reduction = str(rng.choice(["mean", "sum", "none"]))
-    return Sample(
-        "random", (_logits(rng, B, K), rng.integers(0, K, size=B)), {"reduction": reduction}
-    )
+    return Sample("random", (_logits(rng, B, K), rng.integers(0, K, size=B)), {"reduction": reduction})
 
 
 def _ce_edges():

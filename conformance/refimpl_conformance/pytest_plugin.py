@@ -1,0 +1,43 @@
+"""pytest plugin: run the conformance suite inside pytest.
+
+Installed with refimpl (entry point ``pytest11``). Choose the backends with
+``--refimpl-backend NAME`` (repeatable) or ``REFIMPL_BACKEND=name[,name]``; by default
+every installed backend is checked (a GPU backend without a GPU is checked through its
+host variant). Run the whole suite with::
+
+    pytest --pyargs refimpl_conformance.suite --refimpl-backend numba
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("refimpl")
+    group.addoption(
+        "--refimpl-backend",
+        action="append",
+        default=None,
+        help="backend(s) the refimpl conformance suite checks (default: all installed; env REFIMPL_BACKEND)",
+    )
+
+
+def selected_backends(config: pytest.Config) -> list[str] | None:
+    chosen = config.getoption("--refimpl-backend", default=None)
+    if chosen:
+        return [name for value in chosen for name in value.split(",")]
+    env = os.environ.get("REFIMPL_BACKEND")
+    return [name for name in env.split(",") if name] if env else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "refimpl_target" in metafunc.fixturenames:
+        from ._runner import plan
+
+        the_plan = plan(backends=selected_backends(metafunc.config), ops=[])
+        metafunc.parametrize(
+            "refimpl_target", [b for _, b in the_plan.targets], ids=[n for n, _ in the_plan.targets]
+        )
