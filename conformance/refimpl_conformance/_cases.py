@@ -89,6 +89,7 @@ class OpCases:
     errors: Callable[[], Sequence[ErrorCase]] = lambda: ()
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     notes: Mapping[str, str] = field(default_factory=dict)  # flag -> what bug it catches
+    compare_as: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]] | None = None
 
     def tolerance(self, dtype: str) -> Tolerance:
         return self.tolerances.get(dtype, DEFAULT_TOLERANCES[dtype])
