@@ -2,7 +2,12 @@
 
 Mirrors ``refimpl/layers/layer_norm.py``. The forward keeps only ``mean`` and ``rstd``
 per row as residuals (not x̂), and the backward recomputes x̂ from x: one less full-size
-array written and read. Row statistics accumulate in float64 with the two-pass variance.
+array written and read. Row statistics accumulate in float64 with the two-pass variance; the elementwise
+passes run in the input dtype (``x.dtype.type(mu)``), so float32 rows vectorize 8 wide.
+``fastmath={"reassoc"}`` lets LLVM vectorize the float64 row sums (a strict sum is one
+long dependency chain); it only reorders float64 additions, which moves results by
+~1e-16 relative: the conformance tolerances were measured with it (float64 max error
+~1e-14, float32 ~3e-5 against the float64 reference).
 γ̄ and β̄ are reduced over rows per thread chunk, then the chunks are summed.
 """
 
@@ -15,7 +20,7 @@ from numba import njit, prange
 from refimpl import Impl
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
     n, d = x.shape
     for i in prange(n):
@@ -28,20 +33,22 @@ def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
             centered = x[i, j] - mu
             sq += centered * centered
         r = 1.0 / np.sqrt(sq / d + eps)
+        mu_t = x.dtype.type(mu)
+        r_t = x.dtype.type(r)
         for j in range(d):
-            y[i, j] = gamma[j] * ((x[i, j] - mu) * r) + beta[j]
+            y[i, j] = gamma[j] * ((x[i, j] - mu_t) * r_t) + beta[j]
         mean[i] = mu
         rstd[i] = r
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _backward_rows(x, mean, rstd, gamma, g_y, g_x, partial_gamma, partial_beta):
     n, d = x.shape
     chunks = partial_gamma.shape[0]
     for c in prange(chunks):
         for i in range(c * n // chunks, (c + 1) * n // chunks):
-            mu = mean[i]
-            r = rstd[i]
+            mu = x.dtype.type(mean[i])
+            r = x.dtype.type(rstd[i])
             sum_g = 0.0
             sum_g_x_hat = 0.0
             for j in range(d):
@@ -52,8 +59,8 @@ def _backward_rows(x, mean, rstd, gamma, g_y, g_x, partial_gamma, partial_beta):
                 sum_g_x_hat += g_x_hat * x_hat
                 partial_gamma[c, j] += g * x_hat
                 partial_beta[c, j] += g
-            mean_g = sum_g / d
-            mean_g_x_hat = sum_g_x_hat / d
+            mean_g = x.dtype.type(sum_g / d)
+            mean_g_x_hat = x.dtype.type(sum_g_x_hat / d)
             for j in range(d):
                 x_hat = (x[i, j] - mu) * r
                 g_x[i, j] = r * (g_y[i, j] * gamma[j] - mean_g - x_hat * mean_g_x_hat)

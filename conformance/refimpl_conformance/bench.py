@@ -1,0 +1,273 @@
+"""Benchmarks: forward+backward time of each backend against the reference and PyTorch.
+
+What is reported, per (op, backend):
+
+* the median wall time of one forward+backward (``vjp`` then ``pullback``), after
+  warm-up, and the first call's time (JIT compilation, kernel loading);
+* the ratio to the NumPy reference and to PyTorch CPU eager (when torch is installed);
+* achieved bandwidth: the bytes a fused forward+backward must move (inputs and
+  cotangents read once, outputs and gradients written once) over the time, and that as
+  a fraction of this machine's copy bandwidth, measured by the same run.
+
+The yardstick is memory traffic: these row-wise ops do a few flops per byte, so the copy
+bandwidth bounds them.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+import refimpl
+
+__all__ = ["BenchCase", "BenchResult", "bench", "copy_bandwidth", "BENCH_CASES"]
+
+
+@dataclass
+class BenchCase:
+    """How to benchmark one op: inputs of a given shape, the bytes it must move, a torch twin."""
+
+    op: str
+    make: Callable[[tuple[int, ...], str, np.random.Generator], tuple[tuple, dict, Any]]
+    bytes_moved: Callable[[tuple[int, ...], int], int]
+    torch: Callable[..., Callable[[], None]] | None = None
+    torch_label: str = ""
+
+
+@dataclass
+class BenchResult:
+    op: str
+    backend: str
+    shape: tuple[int, ...]
+    dtype: str
+    median_ms: float
+    first_call_ms: float
+    bytes_moved: int
+    gbps: float = 0.0
+    fraction_of_copy: float = 0.0
+    vs_numpy: float | None = None
+    vs_torch: float | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class BenchReport:
+    copy_gbps: float
+    copy_method: str
+    threads: int
+    results: list[BenchResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+# -- inputs and torch baselines ---------------------------------------------------------
+def _layer_norm_inputs(shape, dtype, rng):
+    d = shape[-1]
+    x = rng.standard_normal(shape).astype(dtype)
+    gamma = rng.standard_normal(d).astype(dtype)
+    beta = rng.standard_normal(d).astype(dtype)
+    g_y = rng.standard_normal(shape).astype(dtype)
+    return (x, gamma, beta), {"eps": 1e-5}, g_y
+
+
+def _layer_norm_torch(torch, x, gamma, beta, eps, g_y):
+    x = torch.from_numpy(x).requires_grad_()
+    gamma = torch.from_numpy(gamma).requires_grad_()
+    beta = torch.from_numpy(beta).requires_grad_()
+    g_y = torch.from_numpy(g_y)
+
+    def step():
+        y = torch.nn.functional.layer_norm(x, (x.shape[-1],), gamma, beta, eps)
+        x.grad = gamma.grad = beta.grad = None
+        y.backward(g_y)
+
+    return step
+
+
+def _cross_entropy_inputs(shape, dtype, rng):
+    z = (rng.standard_normal(shape) * 3).astype(dtype)
+    y = rng.integers(0, shape[-1], size=shape[0])
+    return (z, y), {}, np.array(1.0, dtype=dtype)
+
+
+def _cross_entropy_torch(torch, z, y, g):
+    z = torch.from_numpy(z).requires_grad_()
+    y = torch.from_numpy(y)
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(z, y)
+        z.grad = None
+        loss.backward()
+
+    return step
+
+
+BENCH_CASES: dict[str, BenchCase] = {
+    "layer_norm": BenchCase(
+        "layer_norm",
+        _layer_norm_inputs,
+        bytes_moved=lambda shape, item: 4 * int(np.prod(shape)) * item,  # x, g_y in; y, g_x out
+        torch=lambda torch, args, kwargs, cot: _layer_norm_torch(torch, *args, kwargs["eps"], cot),
+        torch_label="torch.nn.functional.layer_norm",
+    ),
+    "stablemax_cross_entropy": BenchCase(
+        "stablemax_cross_entropy",
+        _cross_entropy_inputs,
+        bytes_moved=lambda shape, item: 2 * int(np.prod(shape)) * item,  # z in, g_z out
+        torch=lambda torch, args, kwargs, cot: _cross_entropy_torch(torch, *args, cot),
+        torch_label="torch.nn.functional.cross_entropy (softmax; the fused loss users have)",
+    ),
+}
+
+
+# -- timing -----------------------------------------------------------------------------
+def _time(step: Callable[[], None], repeat: int, sync: Callable[[], None] = lambda: None):
+    sync()
+    start = time.perf_counter()
+    step()
+    sync()
+    first = time.perf_counter() - start
+    step()  # one more warm-up (allocator, caches)
+    sync()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def copy_bandwidth(megabytes: int = 256) -> tuple[float, str]:
+    """This machine's copy bandwidth in GB/s (read + write bytes over time), best method.
+
+    Measured with NumPy's single-threaded copy and, when Numba is installed, a parallel
+    copy over all threads; the larger is the yardstick.
+    """
+    n = megabytes * 2**20 // 8
+    src = np.ones(n)
+    dst = np.empty_like(src)
+    best = {}
+    _, t = _time(lambda: np.copyto(dst, src), 5)
+    best["numpy copyto (1 thread)"] = 2 * src.nbytes / t / 1e9
+    try:
+        from numba import njit, prange
+
+        @njit(parallel=True, cache=False)
+        def parallel_copy(a, b):
+            for i in prange(a.size):
+                b[i] = a[i]
+
+        _, t = _time(lambda: parallel_copy(src, dst), 5)
+        best["numba parallel copy"] = 2 * src.nbytes / t / 1e9
+    except ImportError:
+        pass
+    method = max(best, key=best.get)
+    return best[method], method
+
+
+def _backend_step(op, backend, args, kwargs, cotangent):
+    device_args = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
+    device_cot = backend.asarray(cotangent)
+
+    def step():
+        _, pullback = refimpl.vjp(op, *device_args, backend=backend, **kwargs)
+        pullback(device_cot)
+
+    return step
+
+
+def _sync_for(backend) -> Callable[[], None]:
+    if backend.array_library == "cupy":
+        import cupy
+
+        return lambda: cupy.cuda.Device().synchronize()
+    return lambda: None
+
+
+def bench(
+    ops: Sequence[str] | None = None,
+    backends: Sequence[str] | None = None,
+    shape: tuple[int, ...] = (8192, 1024),
+    dtype: str = "float32",
+    repeat: int = 10,
+    torch_baseline: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> BenchReport:
+    """Time forward+backward of ``ops`` on each backend (the reference always included)."""
+    tick = progress or (lambda label: None)
+    copy_gbps, method = copy_bandwidth()
+    threads = os.cpu_count() or 1
+    report = BenchReport(copy_gbps, method, threads)
+    names = list(backends) if backends is not None else refimpl.backends()
+    if "numpy" not in names:
+        names.insert(0, "numpy")
+    chosen = []
+    for name in names:
+        try:
+            backend = refimpl.backend(name)
+        except ImportError as error:
+            report.notes.append(f"{name}: not importable ({error})")
+            continue
+        available, why = backend.available()
+        if not available:
+            report.notes.append(f"{name}: {why}; not timed")
+            continue
+        chosen.append(backend)
+    torch = None
+    if torch_baseline:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            report.notes.append("torch not installed: no PyTorch baseline (pip install torch)")
+    rng = np.random.default_rng(0)
+    for op_name in ops or list(BENCH_CASES):
+        case = BENCH_CASES[op_name]
+        args, kwargs, cotangent = case.make(shape, dtype, rng)
+        item = np.dtype(dtype).itemsize
+        moved = case.bytes_moved(shape, item)
+        rows: list[BenchResult] = []
+        for backend in chosen:
+            if not backend.supports(op_name):
+                continue
+            step = _backend_step(op_name, backend, args, kwargs, cotangent)
+            first, median = _time(step, repeat, _sync_for(backend))
+            rows.append(BenchResult(op_name, backend.name, shape, dtype, median * 1e3, first * 1e3, moved))
+            tick(f"{op_name} {backend.name}")
+        if torch is not None and case.torch is not None:
+            step = case.torch(torch, args, kwargs, cotangent)
+            first, median = _time(step, repeat)
+            rows.append(
+                BenchResult(
+                    op_name,
+                    "torch-cpu",
+                    shape,
+                    dtype,
+                    median * 1e3,
+                    first * 1e3,
+                    moved,
+                    note=case.torch_label,
+                )
+            )
+            tick(f"{op_name} torch")
+        reference = next((r for r in rows if r.backend == "numpy"), None)
+        torch_row = next((r for r in rows if r.backend == "torch-cpu"), None)
+        for row in rows:
+            row.gbps = row.bytes_moved / (row.median_ms / 1e3) / 1e9
+            row.fraction_of_copy = row.gbps / copy_gbps
+            if reference is not None:
+                row.vs_numpy = reference.median_ms / row.median_ms
+            if torch_row is not None:
+                row.vs_torch = torch_row.median_ms / row.median_ms
+        report.results.extend(rows)
+    return report

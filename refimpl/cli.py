@@ -1,0 +1,317 @@
+"""The `refimpl` command: list, show, check, bench.
+
+``refimpl check`` is the main job: the conformance of the reference (against finite
+differences) and of every installed backend (against the reference). The conformance
+suite and the benchmarks are imported lazily, so the reference itself never depends on
+them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import refimpl
+
+try:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+except ImportError:  # pragma: no cover - rich is in the cli/test extras
+    Console = Table = Text = None
+
+
+# -- output helpers ---------------------------------------------------------------------
+class _Out:
+    """Tables and text through rich when installed, plain text otherwise."""
+
+    def __init__(self) -> None:
+        width = None if sys.stdout.isatty() else 160
+        self.console = Console(highlight=False, soft_wrap=True, width=width) if Console else None
+
+    def print(self, text: str = "", style: str | None = None) -> None:
+        if self.console:
+            self.console.print(text, style=style, markup=False)
+        else:
+            print(text)
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.console:
+            table = Table(title=title, title_justify="left")
+            for column in columns:
+                table.add_column(Text(column))
+            for row in rows:
+                table.add_row(*(Text(str(c)) for c in row))
+            self.console.print(table)
+            return
+        widths = [max(len(str(c)) for c in [col, *(r[i] for r in rows)]) for i, col in enumerate(columns)]
+        print(title)
+        print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths, strict=True)))
+        for row in rows:
+            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _installed_backends(out: _Out) -> list[refimpl.Backend]:
+    loaded = []
+    for name in refimpl.backends():
+        try:
+            loaded.append(refimpl.backend(name))
+        except ImportError as error:
+            out.print(f"note: backend {name} is not importable ({error})")
+    return loaded
+
+
+# -- list / show --------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace, out: _Out) -> int:
+    backends = _installed_backends(out)
+    rows = []
+    for op in refimpl.ops(args.family):
+        marks = ["yes" if b.supports(op) else "-" for b in backends]
+        diff = ", ".join(op.differentiable) if op.differentiable else "no"
+        rows.append([op.name, op.family, op.paper.title, diff, *marks])
+    out.table(
+        f"{len(rows)} ops; backends: {', '.join(b.name for b in backends)}",
+        ["op", "family", "paper", "differentiable", *(b.name for b in backends)],
+        rows,
+    )
+    for backend in backends:
+        available, why = backend.available()
+        if not available:
+            out.print(f"note: {backend.name} is installed but cannot run here: {why}")
+    return 0
+
+
+def _relative_source(op: refimpl.Op) -> str:
+    path = Path(op.source_file)
+    parts = path.parts
+    return str(Path(*parts[parts.index("refimpl") :])) if "refimpl" in parts else str(path)
+
+
+def cmd_show(args: argparse.Namespace, out: _Out) -> int:
+    op = refimpl.get(args.op)
+    backends = _installed_backends(out)
+    out.print(f"{op.name}{op.signature}", style="bold")
+    out.print(f"family:         {op.family}")
+    out.print(f"paper:          {op.paper}")
+    if op.paper.code:
+        out.print(f"official code:  {op.paper.code}")
+    out.print(f"differentiable: {', '.join(op.differentiable) or 'no (compared on outputs only)'}")
+    out.print(f"outputs:        {', '.join(op.outputs)}")
+    out.print(f"source:         {_relative_source(op)}")
+    out.print(f"backends:       {', '.join(b.name for b in backends if b.supports(op))}")
+    out.print("")
+    out.print(inspect.cleandoc(op.__doc__ or ""))
+    return 0
+
+
+# -- check ------------------------------------------------------------------------------
+def _show_sample(args: argparse.Namespace, out: _Out) -> None:
+    """Print the arrays of the sample a repro command names, and each backend's outputs."""
+    from refimpl_conformance import cases_for
+    from refimpl_conformance._engine import cast_floats
+
+    np.set_printoptions(precision=17 if args.dtype == ["float64"] else 9, threshold=200)
+    for op_name in args.op or []:
+        cases = cases_for(op_name)
+        if args.seed is not None:
+            sample = cases.random_sample(args.seed)
+        else:
+            sample = next(s for s in cases.edges() if s.name == args.sample)
+        out.print(f"# {op_name} sample {sample.name!r} {sample.comment}")
+        for dtype in args.dtype:
+            values = cast_floats(sample.args, dtype)
+            for name, value in zip(refimpl.get(op_name).signature.parameters, values, strict=False):
+                out.print(f"{name} ({dtype}) = {value!r}")
+            out.print(f"params = {sample.kwargs!r}")
+
+
+def cmd_check(args: argparse.Namespace, out: _Out) -> int:
+    from refimpl_conformance import plan, run
+
+    seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
+    the_plan = plan(
+        backends=args.backend,
+        ops=args.op,
+        dtypes=args.dtype,
+        seeds=seeds,
+        sample_name=args.sample,
+    )
+    if args.seed is not None and args.sample is None:
+        for cases in the_plan.ops:  # a repro by seed: that random sample only
+            cases.edges = list  # type: ignore[method-assign]
+    if args.show:
+        _show_sample(args, out)
+    total = the_plan.size()
+    if out.console is not None and not args.quiet:
+        from rich.progress import Progress
+
+        with Progress(console=out.console, transient=True) as progress:
+            task = progress.add_task("conformance", total=total)
+            report = run(the_plan, progress=lambda label: progress.update(task, advance=1, description=label))
+    else:
+        report = run(the_plan)
+    rows = []
+    for row in report.summary():
+        rows.append(
+            [
+                row["backend"],
+                row["op"],
+                row["passed"],
+                row["failed"],
+                row["skipped"],
+                f"{row['max_abs_float64']:.2e}",
+                f"{row['max_abs_float32']:.2e}",
+            ]
+        )
+    out.table(
+        "refimpl conformance (max abs error against the float64 reference)",
+        ["backend", "op", "passed", "failed", "skipped", "max |err| f64", "max |err| f32"],
+        rows,
+    )
+    for note in report.notes:
+        out.print(f"note: {note}")
+    for failure in report.failures:
+        out.print(
+            f"FAIL {failure.check} {failure.backend} {failure.op} {failure.dtype} [{failure.sample}]: "
+            f"{failure.detail}",
+            style="red",
+        )
+        if failure.repro:
+            out.print(f"     repro: {failure.repro}")
+    if args.json:
+        Path(args.json).write_text(report.to_json())
+        out.print(f"report written to {args.json}")
+    checked = len(report.results)
+    failed = len(report.failures)
+    if checked == 0:
+        out.print("nothing was checked", style="red")
+        return 1
+    out.print(f"{checked - failed} passed, {failed} failed", style="green" if not failed else "red")
+    return 1 if failed else 0
+
+
+# -- bench ------------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
+    from refimpl_conformance.bench import BENCH_CASES, bench
+
+    ops = args.op or list(BENCH_CASES)
+    unknown = [name for name in ops if name not in BENCH_CASES]
+    if unknown:
+        out.print(f"no benchmark for {', '.join(unknown)}; benchmarks exist for {', '.join(BENCH_CASES)}")
+        return 2
+    shape = tuple(int(n) for n in args.shape.lower().split("x"))
+    report = bench(ops, args.backend, shape, args.dtype, args.repeat, torch_baseline=not args.no_torch)
+    out.print(
+        f"copy bandwidth: {report.copy_gbps:.1f} GB/s ({report.copy_method}); {report.threads} CPU threads"
+    )
+    rows = []
+    for r in report.results:
+        rows.append(
+            [
+                r.op,
+                r.backend,
+                "x".join(map(str, r.shape)),
+                r.dtype,
+                f"{r.median_ms:.2f}",
+                f"{r.first_call_ms:.1f}",
+                f"{r.vs_numpy:.2f}x" if r.vs_numpy else "-",
+                f"{r.vs_torch:.2f}x" if r.vs_torch else "-",
+                f"{r.gbps:.1f}",
+                f"{100 * r.fraction_of_copy:.0f}%",
+            ]
+        )
+    out.table(
+        "forward+backward (median); ratios are speed-ups (higher is faster)",
+        [
+            "op",
+            "backend",
+            "shape",
+            "dtype",
+            "ms",
+            "first call ms",
+            "vs numpy",
+            "vs torch",
+            "GB/s",
+            "of copy bw",
+        ],
+        rows,
+    )
+    for note in report.notes:
+        out.print(f"note: {note}")
+    if args.json:
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "copy_gbps": report.copy_gbps,
+                    "copy_method": report.copy_method,
+                    "threads": report.threads,
+                    "results": [r.to_dict() for r in report.results],
+                    "notes": report.notes,
+                },
+                indent=1,
+            )
+        )
+    return 0
+
+
+# -- entry point --------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refimpl",
+        description="Reference implementations of deep-learning routines, and their conformance.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    listing = sub.add_parser("list", help="the catalog's ops and which backends implement them")
+    listing.add_argument("--family", help="only this family (losses, layers, ...)")
+    listing.set_defaults(run=cmd_list)
+
+    show = sub.add_parser("show", help="an op's paper, math, derivation, signature and source")
+    show.add_argument("op")
+    show.set_defaults(run=cmd_show)
+
+    check = sub.add_parser("check", help="conformance of the reference and the installed backends")
+    check.add_argument("--backend", action="append", help="backend(s) to check (default: all installed)")
+    check.add_argument("--op", action="append", help="op(s) to check (default: all with cases)")
+    check.add_argument("--dtype", action="append", choices=["float64", "float32"], help="default: both")
+    check.add_argument("--seeds", type=int, default=5, help="random samples per op (default 5)")
+    check.add_argument("--seed", type=int, help="only the random sample of this seed (a repro)")
+    check.add_argument("--sample", help="only the edge case of this name (a repro)")
+    check.add_argument("--show", action="store_true", help="print the sample's arrays")
+    check.add_argument("--json", help="write the full report to this JSON file")
+    check.add_argument("--quiet", action="store_true", help="no progress bar")
+    check.set_defaults(run=cmd_check)
+
+    bench = sub.add_parser("bench", help="forward+backward timings against the reference and PyTorch")
+    bench.add_argument("--backend", action="append", help="backend(s) to time (default: all installed)")
+    bench.add_argument("--op", action="append", help="op(s) to time (default: all with benchmarks)")
+    bench.add_argument("--shape", default="8192x1024", help="input shape, e.g. 8192x1024")
+    bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    bench.add_argument("--repeat", type=int, default=10)
+    bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    bench.add_argument("--json", help="write the results to this JSON file")
+    bench.set_defaults(run=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "dtype", None) is None and args.command == "check":
+        args.dtype = ["float64", "float32"]
+    out = _Out()
+    try:
+        return args.run(args, out)
+    except (refimpl.UnknownOpError, refimpl.UnknownBackendError, KeyError) as error:
+        out.print(f"refimpl: {error}", style="red")
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
