@@ -2,8 +2,9 @@
 
 Elementwise pieces are ``cupy.fuse`` kernels and row statistics are CuPy reductions
 (see ``_fuse.py``: the same code runs as plain NumPy on a machine without a GPU, which is
-how CI checks its array logic). Hand-written CUDA sources live in ``cuda/``; CI compiles
-them with NVRTC even without a GPU.
+how CI checks its array logic). Backend ``cupy-raw`` runs hand-written CUDA kernels
+(``cuda/*.cu``, launched from ``raw.py``) for the hottest row-wise ops; CI compiles them
+with NVRTC even without a GPU, and the conformance suite checks them on a GPU.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from refimpl import Backend, Impl
 from refimpl._discover import collect_impls
 
-__all__ = ["gpu_available", "host_backend", "load"]
+__all__ = ["gpu_available", "host_backend", "load", "load_raw"]
 
 
 def gpu_available() -> tuple[bool, str]:
@@ -62,5 +63,22 @@ def load() -> Backend:
         to_numpy=cupy.asnumpy,
         available=gpu_available,
         host_variant=host_backend,
+    )
+
+
+def load_raw() -> Backend:
+    """The hand-written CUDA kernels; without a GPU only their compilation is checked."""
+    import cupy
+
+    from .raw import RAW_IMPLS
+
+    return Backend(
+        "cupy-raw",
+        RAW_IMPLS,
+        array_library="cupy",
+        description="hand-written CUDA kernels (one block per row) through CuPy",
+        asarray=cupy.asarray,
+        to_numpy=cupy.asnumpy,
+        available=gpu_available,
         self_checks=_self_checks(),
     )
