@@ -7,12 +7,12 @@ suite must fail it, on the check and the sample that expose the bug.
 
 import numpy as np
 import pytest
-from refimpl_conformance import cases_for, check_finite_differences, check_sample
 
 import refimpl
 from refimpl import Backend, Impl
 from refimpl.layers.layer_norm import layer_norm_backward
 from refimpl.losses.stablemax import log_s_of
+from refimpl_conformance import cases_for, check_finite_differences, check_sample
 
 
 def _failures(backend: Backend, op_name: str, dtypes=("float64", "float32")):
