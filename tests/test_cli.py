@@ -71,3 +71,31 @@ def test_bench_reports_time_ratios_and_bandwidth():
     assert rows["numpy"].vs_numpy == 1.0
     assert all(r.median_ms > 0 and r.gbps > 0 and r.bytes_moved == 4 * 64 * 32 * 4 for r in rows.values())
     assert np.isfinite(rows["numba"].fraction_of_copy)
+
+
+def test_pytest_plugin_runs_the_suite_for_a_chosen_backend(tmp_path):
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "refimpl_conformance.suite",
+        "-q",
+        "--refimpl-backend",
+        "numba",
+        "-k",
+        "stablemax and not cross",
+        "-p",
+        "no:cacheprovider",
+    ]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert (
+        "[numba-"
+        in subprocess.run(
+            command + ["--collect-only"], cwd=tmp_path, capture_output=True, text=True, timeout=600
+        ).stdout
+    )
