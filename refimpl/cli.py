@@ -211,6 +211,10 @@ def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
     out.print(
         f"copy bandwidth: {report.copy_gbps:.1f} GB/s ({report.copy_method}); {report.threads} CPU threads"
     )
+    if report.device_copy_gbps:
+        out.print(
+            f"GPU: {report.device}, copy bandwidth {report.device_copy_gbps:.0f} GB/s (GPU rows use it)"
+        )
     rows = []
     for r in report.results:
         rows.append(

@@ -66,6 +66,8 @@ class BenchReport:
     threads: int
     results: list[BenchResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    device_copy_gbps: float | None = None  # GPU memory copy bandwidth, when a GPU backend ran
+    device: str = ""
 
 
 # -- inputs and torch baselines ---------------------------------------------------------
@@ -174,6 +176,18 @@ def copy_bandwidth(megabytes: int = 256) -> tuple[float, str]:
     return best[method], method
 
 
+def device_copy_bandwidth(megabytes: int = 1024) -> tuple[float, str]:
+    """The GPU's copy bandwidth in GB/s (read + write over time) and the device's name."""
+    import cupy
+
+    n = megabytes * 2**20 // 8
+    src = cupy.ones(n)
+    dst = cupy.empty_like(src)
+    _, t = _time(lambda: cupy.copyto(dst, src), 10, lambda: cupy.cuda.Device().synchronize())
+    name = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+    return 2 * src.nbytes / t / 1e9, name
+
+
 def _backend_step(op, backend, args, kwargs, cotangent):
     device_args = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
     device_cot = backend.asarray(cotangent)
@@ -222,6 +236,8 @@ def bench(
             report.notes.append(f"{name}: {why}; not timed")
             continue
         chosen.append(backend)
+        if backend.array_library == "cupy" and report.device_copy_gbps is None:
+            report.device_copy_gbps, report.device = device_copy_bandwidth()
     torch = None
     if torch_baseline:
         try:
@@ -262,9 +278,11 @@ def bench(
             tick(f"{op_name} torch")
         reference = next((r for r in rows if r.backend == "numpy"), None)
         torch_row = next((r for r in rows if r.backend == "torch-cpu"), None)
+        on_gpu = {b.name for b in chosen if b.array_library == "cupy"}
         for row in rows:
             row.gbps = row.bytes_moved / (row.median_ms / 1e3) / 1e9
-            row.fraction_of_copy = row.gbps / copy_gbps
+            yardstick = report.device_copy_gbps if row.backend in on_gpu else copy_gbps
+            row.fraction_of_copy = row.gbps / yardstick
             if reference is not None:
                 row.vs_numpy = reference.median_ms / row.median_ms
             if torch_row is not None:
