@@ -68,6 +68,8 @@ def repro_command(op: str, backend: str, dtype: str, sample: Sample | str) -> st
 
 # -- array helpers --------------------------------------------------------------------
 def _is_float_array(value: Any) -> bool:
+    """A float NumPy array (0-d included). Scalars are hyperparameters and stay as given:
+    a sample generator wraps a drawn array input with ``np.asarray``."""
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 

@@ -80,10 +80,13 @@ class Plan:
     sample_name: str | None
     notes: list[str]
     self_checks: list[tuple[str, str, Callable[[], None]]]
+    edges: bool = True
 
     def samples(self, cases: OpCases) -> list[Sample]:
         if self.sample_name is not None:
             return [s for s in cases.edges() if s.name == self.sample_name]
+        if not self.edges:
+            return [cases.random_sample(seed) for seed in self.seeds]
         return cases.samples(self.seeds)
 
     def size(self) -> int:
@@ -97,6 +100,7 @@ def plan(
     dtypes: Sequence[str] = FLOAT_DTYPES,
     seeds: Sequence[int] = DEFAULT_SEEDS,
     sample_name: str | None = None,
+    edges: bool = True,
 ) -> Plan:
     """Decide what to run: every installed backend and every op with cases by default.
 
@@ -135,7 +139,7 @@ def plan(
             notes.append(f"{name}: {why}; checked its array logic on NumPy inputs as '{host.name}'")
         else:
             notes.append(f"{name}: {why}; not checked")
-    return Plan(targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks)
+    return Plan(targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks, edges)
 
 
 def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report:
