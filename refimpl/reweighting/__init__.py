@@ -1,1 +1,11 @@
-"""reweighting (ops to come)."""
+"""Reweighting: per-sample (or per-group) statistics turned into weights, priors or selections.
+
+Ops in this family (one file per paper):
+
+* ``loss_based_sample_weights`` — *Dynamic Loss-Based Sample Reweighting for Improved Large
+  Language Model Pretraining*
+"""
+
+from .loss_based import loss_based_sample_weights
+
+__all__ = ["loss_based_sample_weights"]
