@@ -19,6 +19,8 @@ from numba import njit, prange
 
 from refimpl import Impl
 
+from .._buffers import output
+
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
@@ -66,19 +68,21 @@ def _backward_rows(x, mean, rstd, gamma, g_y, g_x, partial_gamma, partial_beta):
                 g_x[i, j] = r * (g_y[i, j] * gamma[j] - mean_g - x_hat * mean_g_x_hat)
 
 
-def layer_norm_forward(x, gamma, beta, *, eps=1e-5):
+def layer_norm_forward(x, gamma, beta, *, eps=1e-5, out=None):
+    """``out``: optional buffer for ``y`` (see ``_buffers.py``)."""
     rows = np.ascontiguousarray(x).reshape(-1, x.shape[-1])
-    y = np.empty_like(rows)
+    y = output(None if out is None else out.reshape(rows.shape), rows)
     mean = np.empty(rows.shape[0], dtype=np.float64)
     rstd = np.empty(rows.shape[0], dtype=np.float64)
     _forward_rows(rows, gamma, beta, float(eps), y, mean, rstd)
     return y.reshape(x.shape), (rows, mean, rstd, gamma, x.shape)
 
 
-def layer_norm_backward(residuals, g_y):
+def layer_norm_backward(residuals, g_y, *, out=None):
+    """``out``: optional buffer for the cotangent of ``x``."""
     rows, mean, rstd, gamma, shape = residuals
     g_rows = np.ascontiguousarray(g_y).reshape(rows.shape)
-    g_x = np.empty_like(rows)
+    g_x = output(None if out is None else out.reshape(rows.shape), rows)
     chunks = max(1, min(numba.get_num_threads() * 4, rows.shape[0]))
     partial_gamma = np.zeros((chunks, rows.shape[1]))
     partial_beta = np.zeros((chunks, rows.shape[1]))

@@ -14,6 +14,8 @@ from numba import njit, prange
 
 from refimpl import Impl
 
+from .._buffers import output
+
 
 @njit(cache=True, inline="always")
 def _s(v):
@@ -99,7 +101,8 @@ def stablemax_cross_entropy_forward(z, y, *, reduction="mean", compute_in_float6
     return loss, (work, labels, total_s, reduction, dtype)
 
 
-def stablemax_cross_entropy_backward(residuals, g_loss):
+def stablemax_cross_entropy_backward(residuals, g_loss, *, out=None):
+    """``out``: optional buffer for the cotangent of ``z``."""
     work, labels, total_s, reduction, dtype = residuals
     batch = work.shape[0]
     g = np.asarray(g_loss, dtype=np.float64)
@@ -109,7 +112,7 @@ def stablemax_cross_entropy_backward(residuals, g_loss):
         scale = np.full(batch, float(g) / batch)
     else:
         scale = np.full(batch, float(g))
-    g_z = np.empty(work.shape, dtype=dtype)
+    g_z = output(out, work, dtype)
     _cross_entropy_backward_rows(work, labels, total_s, scale, g_z)
     return (g_z,)
 
