@@ -67,7 +67,7 @@ def test_bench_reports_time_ratios_and_bandwidth():
     report = bench(["layer_norm"], ["numpy", "numba"], shape=(64, 32), repeat=2, torch_baseline=False)
     assert report.copy_gbps > 0
     rows = {r.backend: r for r in report.results}
-    assert set(rows) == {"numpy", "numba"}
+    assert set(rows) == {"numpy", "numba", "numba (out=)"}
     assert rows["numpy"].vs_numpy == 1.0
     assert all(r.median_ms > 0 and r.gbps > 0 and r.bytes_moved == 4 * 64 * 32 * 4 for r in rows.values())
     assert np.isfinite(rows["numba"].fraction_of_copy)
