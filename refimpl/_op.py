@@ -164,6 +164,11 @@ class Op:
             allow_empty=self.allow_empty,
             check=self.check,
         )
+        for name, spec in self.specs.items():  # a NumPy float64 scalar would promote float32 math
+            if isinstance(spec, Scalar) and spec.kind == "real":
+                bound.arguments[name] = float(bound.arguments[name])
+            elif isinstance(spec, Scalar) and spec.kind == "integer":
+                bound.arguments[name] = int(bound.arguments[name])
         return bound
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -260,7 +260,6 @@ def check_finite_differences(
     op: Op,
     sample: Sample,
     *,
-    rtol: float = 1e-6,
     jacobian_limit: int = 64,
 ) -> list[Result]:
     """The reference backward against central differences of the reference forward, float64.
@@ -268,11 +267,11 @@ def check_finite_differences(
     Directional (dot-product) test: for random ``u`` (inputs) and ``v`` (outputs),
     ``⟨v, (f(x + hu) - f(x - hu))/2h⟩`` must equal ``⟨u, J^T v⟩``. When the differentiable
     inputs and the outputs have at most ``jacobian_limit`` elements each, the full Jacobian
-    is compared entry by entry as well.
+    is compared entry by entry as well. Tolerance: ``sample.fd_rtol`` (default 1e-6).
     """
     base = dict(op=op.name, backend="numpy", dtype="float64", sample=sample.name)
     repro = repro_command(op.name, "numpy", "float64", sample)
-    if not op.is_differentiable or not sample.fd or "float64" not in sample.dtypes:
+    if not op.is_differentiable or "float64" not in sample.dtypes:
         return []
     args = cast_floats(sample.args, "float64")
     kwargs = _cast_kwargs(sample.kwargs, "float64")
@@ -282,7 +281,23 @@ def check_finite_differences(
     rng = _sample_rng(sample, "fd")
     v = [rng.standard_normal(o.shape) if i in float_outputs else None for i, o in enumerate(outputs)]
     grads = _pullback64(op, bound, v)
-    results = []
+
+    # finite inputs in the domain give finite outputs and gradients (also where fd=False)
+    finite = all(np.all(np.isfinite(o)) for o in outputs) and all(
+        np.all(np.isfinite(np.asarray(g))) for g in grads
+    )
+    results = [
+        Result(
+            **base,
+            check="finite",
+            status="pass" if finite else "fail",
+            detail="" if finite else "non-finite output or gradient",
+            repro="" if finite else repro,
+        )
+    ]
+    if not sample.fd:
+        return results
+    rtol = sample.fd_rtol
 
     # directional test: perturb along w = h ⊙ u, with a step per element
     directional = 0.0
@@ -344,7 +359,7 @@ def check_finite_differences(
                 by_pullback[row] = np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in rows])
                 row += 1
         diff = np.abs(by_differences - by_pullback)
-        allowed = 1e-6 * max(1.0, float(np.abs(by_pullback).max())) + 1e-9
+        allowed = rtol * max(1.0, float(np.abs(by_pullback).max())) + 1e-9
         worst = float(diff.max())
         ok = worst <= allowed
         detail = ""
@@ -365,19 +380,6 @@ def check_finite_differences(
             )
         )
 
-    # finite inputs in the domain give finite outputs and gradients
-    finite = all(np.all(np.isfinite(o)) for o in outputs) and all(
-        np.all(np.isfinite(np.asarray(g))) for g in grads
-    )
-    results.append(
-        Result(
-            **base,
-            check="finite",
-            status="pass" if finite else "fail",
-            detail="" if finite else "non-finite output or gradient",
-            repro="" if finite else repro,
-        )
-    )
     return results
 
 
