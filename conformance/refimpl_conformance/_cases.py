@@ -47,7 +47,8 @@ class Sample:
     ``flags`` name what the sample probes (LARGE_LOGITS, BALL_BOUNDARY, ...). ``fd`` says
     whether finite differences are meaningful here (not at a kink or a boundary);
     ``fd_step`` overrides the central-difference step and ``fd_rtol`` their tolerance.
-    ``dtypes`` limits the float dtypes the sample is run in (a point 1e-7 from the ball's boundary does not exist in float32);
+    ``dtypes`` limits the float dtypes the sample is run in (a point 1e-7 from the ball's
+    boundary does not exist in float32);
     ``tolerances`` overrides the op's tolerance for this sample alone (say why in ``comment``).
     """
 
