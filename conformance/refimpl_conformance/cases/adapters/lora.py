@@ -1,0 +1,135 @@
+"""Conformance cases for `lora_linear`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import refimpl
+
+from ..._cases import ErrorCase, OpCases, Sample, register
+
+NOTES = {
+    "ZERO_B": "B = 0 (LoRA's initialization): the layer is the base layer, yet Ā = s·(G B)ᵀ X = 0 "
+    "while B̄ = s·Gᵀ H ≠ 0 (a backward that skips the branch when B = 0 loses B̄)",
+    "NO_BIAS": "bias None: the optional frozen argument is skipped, never broadcast as 0-d",
+    "BATCH_DIMS": "x with several leading dimensions: Ā and B̄ sum over all of them",
+    "SINGLE_VECTOR": "x of shape (in,): no batch dimension at all",
+    "FULL_RANK": "r = min(out, in) (and r above it): the branch is not low rank",
+    "PISSA_INIT": "the weights pissa_init returns: the layer reproduces x Wᵀ of the original W",
+    "ZERO_SCALE": "s = 0: the branch is switched off and Ā = B̄ = 0",
+}
+
+
+def _weights(rng, T, I, O, R):  # noqa: N803 - dimension names as in the op's specs
+    x = rng.standard_normal((T, I))
+    W = rng.standard_normal((O, I)) / np.sqrt(I)
+    A = rng.standard_normal((R, I)) / np.sqrt(I)
+    B = rng.standard_normal((O, R))
+    bias = rng.standard_normal(O)
+    return x, W, A, B, bias
+
+
+def _random(rng, T, I, O, R):  # noqa: N803
+    x, W, A, B, bias = _weights(rng, T, I, O, R)
+    lora_alpha = float(rng.choice([1.0, 8.0, 16.0]))
+    args = (x, W, A, B, bias) if rng.random() < 0.5 else (x, W, A, B)
+    return Sample("random", args, {"scale": lora_alpha / R})
+
+
+def _edges():
+    rng = np.random.default_rng(11)
+    x, W, A, B, bias = _weights(rng, 3, 5, 4, 2)
+    pissa_W = rng.standard_normal((4, 5))
+    pissa_A, pissa_B, pissa_W_res = refimpl.get("pissa_init")(pissa_W, 2, scale=2.0)
+    return [
+        Sample(
+            "B = 0 (standard LoRA init), with bias",
+            (x, W, A, np.zeros_like(B), bias),
+            {"scale": 2.0},
+            flags=("ZERO_B",),
+            comment="y = x Wᵀ + b exactly; Ā = 0 and B̄ = s·Gᵀ(x Aᵀ)",
+        ),
+        Sample("bias None", (x, W, A, B), {"scale": 0.5}, flags=("NO_BIAS",)),
+        Sample("bias given", (x, W, A, B, bias), {"scale": 0.5}),
+        Sample(
+            "batch dims (2, 3, in)",
+            (rng.standard_normal((2, 3, 5)), W, A, B, bias),
+            {"scale": 1.5},
+            flags=("BATCH_DIMS",),
+        ),
+        Sample(
+            "single input vector (in,)",
+            (rng.standard_normal(5), W, A, B),
+            {"scale": 1.0},
+            flags=("SINGLE_VECTOR",),
+        ),
+        Sample(
+            "rank r = min(out, in) = 4",
+            (x, W, rng.standard_normal((4, 5)), rng.standard_normal((4, 4)), bias),
+            {"scale": 0.25},
+            flags=("FULL_RANK",),
+        ),
+        Sample(
+            "rank r = 6 > in = 5",
+            (x, W, rng.standard_normal((6, 5)), rng.standard_normal((4, 6))),
+            {"scale": 0.5},
+            flags=("FULL_RANK",),
+        ),
+        Sample(
+            "after pissa_init (r = 2, s = 2)",
+            (x, pissa_W_res, pissa_A, pissa_B),
+            {"scale": 2.0},
+            flags=("PISSA_INIT",),
+            comment="y equals x Wᵀ for the W pissa_init factored",
+        ),
+        Sample("scale = 0", (x, W, A, B, bias), {"scale": 0.0}, flags=("ZERO_SCALE",)),
+    ]
+
+
+def _errors():
+    x = np.zeros((3, 4))
+    W, A, B = np.zeros((2, 4)), np.zeros((3, 4)), np.zeros((2, 3))
+    return [
+        ErrorCase(
+            "A of another rank than B", (x, W, np.zeros((2, 4)), B), {"scale": 1.0}, match=r"'B'.*R = 2"
+        ),
+        ErrorCase(
+            "W with another in-dimension than x",
+            (x, np.zeros((2, 5)), A, B),
+            {"scale": 1.0},
+            match=r"'W'.*I = 4",
+        ),
+        ErrorCase(
+            "A with another in-dimension than x",
+            (x, W, np.zeros((3, 5)), B),
+            {"scale": 1.0},
+            match=r"'A'.*I = 4",
+        ),
+        ErrorCase(
+            "B with another out-dimension than W",
+            (x, W, A, np.zeros((5, 3))),
+            {"scale": 1.0},
+            match=r"'B'.*O = 2",
+        ),
+        ErrorCase(
+            "bias of the wrong length", (x, W, A, B, np.zeros(3)), {"scale": 1.0}, match=r"'bias'.*O = 2"
+        ),
+        ErrorCase("missing scale", (x, W, A, B), match=r"missing a required argument: 'scale'"),
+        ErrorCase("scale = nan", (x, W, A, B), {"scale": float("nan")}, match=r"'scale'.*finite"),
+        ErrorCase("scale as an array", (x, W, A, B), {"scale": np.ones(2)}, match=r"'scale'"),
+        ErrorCase("mixed dtypes", (x, W, A.astype(np.float32), B), {"scale": 1.0}, match="nothing is cast"),
+        ErrorCase("scalar x", (np.array(1.0), W, A, B), {"scale": 1.0}, match=r"'x'.*shape"),
+        ErrorCase("empty batch", (np.zeros((0, 4)), W, A, B), {"scale": 1.0}, match="non-empty batch"),
+    ]
+
+
+register(
+    OpCases(
+        "lora_linear",
+        dims={"T": (1, 6), "I": (1, 8), "O": (1, 8), "R": (1, 4)},
+        random=_random,
+        edges=_edges,
+        errors=_errors,
+        notes=NOTES,
+    )
+)
