@@ -33,10 +33,10 @@ def _with_spectrum(rng, O, I, singular_values):  # noqa: N803 - dimension names 
     return _orthonormal_columns(rng, O, k) * singular_values @ _orthonormal_columns(rng, I, k).T
 
 
-def compare_as(outputs, kwargs):
+def compare_as(outputs, arguments):
     """The sign- and rotation-invariant quantities: s·B A, W_res and W_res + s·B A."""
     A, B, W_res = outputs
-    principal = kwargs.get("scale", 1.0) * (B @ A)
+    principal = arguments["scale"] * (B @ A)
     return {"s·B A": principal, "W_res": W_res, "W_res + s·B A": W_res + principal}
 
 
