@@ -42,8 +42,9 @@ def test_suite_catches_a_wrong_sign_in_the_layer_norm_input_gradient():
 def test_suite_catches_a_dropped_eps_in_layer_norm():
     def forward(x, gamma, beta, *, eps=1e-5):
         mu = x.mean(axis=-1, keepdims=True)
-        rstd = 1 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True))  # ε forgotten
-        x_hat = (x - mu) * rstd
+        with np.errstate(divide="ignore", invalid="ignore"):  # the mutant's 1/0 is the point
+            rstd = 1 / np.sqrt(((x - mu) ** 2).mean(axis=-1, keepdims=True))  # ε forgotten
+            x_hat = (x - mu) * rstd
         return gamma * x_hat + beta, (x_hat, rstd, gamma)
 
     failures = _failures(Backend("mutant", {"layer_norm": Impl(forward, layer_norm_backward)}), "layer_norm")
