@@ -5,6 +5,7 @@
 // Forward: total_i = sum_j s(z_ij) (tree reduction in double),
 //          loss_i = log(total_i) - sign(z_iy) * log1p(|z_iy|).
 // Backward: g_z_ij = scale_i * (s(z_ij) / total_i - [j == y_i]) / (1 + |z_ij|).
+//           with s(v)/(1 + |v|) = t^2, t = 1/(1 - min(v, 0)).
 
 template <typename T>
 __device__ T stablemax_s(T v) {
@@ -59,9 +60,10 @@ __device__ void cross_entropy_grad_row(const T* z, const long long* y, const dou
     const long long label = y[row];
     for (long long j = threadIdx.x; j < k; j += blockDim.x) {
         const T v = zr[j];
-        const T one_plus_abs = T(1) + (v < T(0) ? -v : v);
-        T g = stablemax_s<T>(v) * inverse / one_plus_abs;
-        if (j == label) g -= row_scale / one_plus_abs;
+        // s(v)/(1 + |v|) is 1 for v >= 0 and 1/(1 - v)^2 for v < 0: t^2 with one division
+        const T t = T(1) / (T(1) - (v < T(0) ? v : T(0)));
+        T g = inverse * (t * t);
+        if (j == label) g -= row_scale / (T(1) + (v < T(0) ? -v : v));
         out[j] = g;
     }
 }

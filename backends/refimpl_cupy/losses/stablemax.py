@@ -28,8 +28,9 @@ def _kernels(xp, fuse):
 
     @fuse
     def cross_entropy_grad(z, inverse_total, scale):
-        s = xp.maximum(z, 0) + 1 / (1 - xp.minimum(z, 0))
-        return s * inverse_total / (1 + abs(z)) * scale
+        # s(z)/(1 + |z|) is 1 for z >= 0 and 1/(1 - z)² for z < 0: t² with one division
+        t = 1 / (1 - xp.minimum(z, 0))
+        return t * t * inverse_total * scale
 
     return SimpleNamespace(
         s_of=s_of,

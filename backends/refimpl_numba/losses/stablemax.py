@@ -79,8 +79,11 @@ def _cross_entropy_backward_rows(z, y, total_s, scale, g_z):
     for i in prange(z.shape[0]):
         inverse = z.dtype.type(scale[i] / total_s[i])
         for j in range(z.shape[1]):
+            # s(v)/(1 + |v|) is 1 for v >= 0 and 1/(1 - v)² for v < 0: t² with one division
             v = z[i, j]
-            g_z[i, j] = _s(v) * inverse / (abs(v) + 1)
+            zero = v - v
+            t = (zero + 1) / (1 - min(v, zero))
+            g_z[i, j] = inverse * (t * t)
         v = z[i, y[i]]
         g_z[i, y[i]] -= scale[i] / (1.0 + abs(v))
 
