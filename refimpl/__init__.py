@@ -13,7 +13,7 @@ hand-derived backward. Quick tour::
 
 from __future__ import annotations
 
-from . import adapters, layers, losses, optim, reweighting
+from . import adapters, data_selection, layers, losses, merging, optim, regularizers, reweighting
 from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
 from ._op import (
     Backend,
@@ -41,13 +41,16 @@ __all__ = [
     "UnknownOpError",
     "UnsupportedOpError",
     "adapters",
+    "data_selection",
     "backend",
     "backends",
     "get",
     "layers",
     "losses",
+    "merging",
     "ops",
     "optim",
+    "regularizers",
     "reweighting",
     "vjp",
 ]
