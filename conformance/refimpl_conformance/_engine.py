@@ -177,59 +177,58 @@ def check_sample(op: Op, cases: OpCases, backend: Backend, sample: Sample, dtype
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         return [Result(**base, check="forward", status="fail", detail=f"raised {detail}", repro=repro)]
 
-    results = []
-    forward_ok, worst_abs, worst_rel, why = True, 0.0, 0.0, []
-    for name, out, ref in zip(op.outputs, outputs, ref_outputs, strict=True):
-        if np.asarray(ref).dtype.kind == "f" and np.asarray(out).dtype != np.dtype(dtype):
-            forward_ok = False
-            why.append(f"output '{name}' has dtype {np.asarray(out).dtype}, expected {dtype}")
     if cases.compare_as is not None:  # with every argument bound, defaults filled in
         compared = cases.compare_as(tuple(outputs), dict(op.bind(args, kwargs).arguments))
         expected = cases.compare_as(tuple(ref_outputs), dict(op.bind(ref_args, ref_kwargs).arguments))
     else:
         compared = dict(zip(op.outputs, outputs, strict=True))
         expected = dict(zip(op.outputs, ref_outputs, strict=True))
-    for name, out in compared.items():
-        ok, max_abs, max_rel, reason = compare(out, np.asarray(expected[name]), tol)
-        forward_ok &= ok
-        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
-        if not ok:
-            why.append(f"output '{name}': {reason}")
-    results.append(
-        Result(
-            **base,
-            check="forward",
-            status="pass" if forward_ok else "fail",
-            max_abs=worst_abs,
-            max_rel=worst_rel,
-            detail="; ".join(why),
-            repro="" if forward_ok else repro,
+    float_outputs = [
+        (f"output '{name}'", out)
+        for name, out, ref in zip(op.outputs, outputs, ref_outputs, strict=True)
+        if np.asarray(ref).dtype.kind == "f"
+    ]
+    results = [
+        _verdict(
+            base,
+            "forward",
+            repro,
+            dtype,
+            tol,
+            float_outputs,
+            [(f"output '{name}'", out, expected[name]) for name, out in compared.items()],
         )
-    )
+    ]
     if op.is_differentiable:
-        vjp_ok, worst_abs, worst_rel, why = True, 0.0, 0.0, []
-        for name, grad, ref in zip(op.differentiable, grads, ref_grads, strict=True):
-            if np.asarray(grad).dtype != np.dtype(dtype):
-                vjp_ok = False
-                why.append(f"cotangent of '{name}' has dtype {np.asarray(grad).dtype}, expected {dtype}")
-                continue
-            ok, max_abs, max_rel, reason = compare(grad, ref, tol)
-            vjp_ok &= ok
-            worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
-            if not ok:
-                why.append(f"cotangent of '{name}': {reason}")
-        results.append(
-            Result(
-                **base,
-                check="vjp",
-                status="pass" if vjp_ok else "fail",
-                max_abs=worst_abs,
-                max_rel=worst_rel,
-                detail="; ".join(why),
-                repro="" if vjp_ok else repro,
-            )
-        )
+        named = [(f"cotangent of '{n}'", g) for n, g in zip(op.differentiable, grads, strict=True)]
+        pairs = [(label, g, r) for (label, g), r in zip(named, ref_grads, strict=True)]
+        results.append(_verdict(base, "vjp", repro, dtype, tol, named, pairs))
     return results
+
+
+def _verdict(base, check, repro, dtype, tol, typed, pairs) -> Result:
+    """One Result for a check: every array in ``typed`` must have ``dtype``, and every
+    (label, actual, expected) in ``pairs`` must agree within ``tol``."""
+    ok, worst_abs, worst_rel, why = True, 0.0, 0.0, []
+    for label, value in typed:
+        if np.asarray(value).dtype != np.dtype(dtype):
+            ok = False
+            why.append(f"{label} has dtype {np.asarray(value).dtype}, expected {dtype}")
+    for label, actual, expected in pairs:
+        same, max_abs, max_rel, reason = compare(actual, np.asarray(expected), tol)
+        ok &= same
+        worst_abs, worst_rel = max(worst_abs, max_abs), max(worst_rel, max_rel)
+        if not same:
+            why.append(f"{label}: {reason}")
+    return Result(
+        **base,
+        check=check,
+        status="pass" if ok else "fail",
+        max_abs=worst_abs,
+        max_rel=worst_rel,
+        detail="; ".join(why),
+        repro="" if ok else repro,
+    )
 
 
 # -- finite differences -----------------------------------------------------------------
