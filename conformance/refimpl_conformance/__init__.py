@@ -11,7 +11,8 @@ from a seed, named edge cases, inputs that must be refused):
   (:func:`check_errors`).
 
 :func:`plan` and :func:`run` drive them over installed backends; ``refimpl check`` is the
-command-line face of the same thing.
+command-line face of the same thing. :func:`check` and :func:`assert_conforms` check a
+user's own NumPy / PyTorch / JAX / CuPy function the same way (see ``adapters.py``).
 """
 
 from ._cases import (
@@ -33,6 +34,7 @@ from ._engine import (
     repro_command,
 )
 from ._runner import Plan, Report, plan, run
+from .adapters import assert_conforms, check, wrap
 
 __all__ = [
     "DEFAULT_TOLERANCES",
@@ -44,6 +46,8 @@ __all__ = [
     "Sample",
     "Tolerance",
     "all_cases",
+    "assert_conforms",
+    "check",
     "cases_for",
     "check_errors",
     "check_finite_differences",
@@ -53,4 +57,5 @@ __all__ = [
     "register",
     "repro_command",
     "run",
+    "wrap",
 ]

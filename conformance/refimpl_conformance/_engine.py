@@ -135,7 +135,12 @@ def _run(op: Op, backend: Backend, args: Sequence[Any], kwargs: dict[str, Any], 
         return tuple(backend.to_numpy(o) for o in _as_tuple(op, outputs)), None
     outputs, pullback = refimpl.vjp(op, *device_args, backend=backend, **device_kwargs)
     outs = _as_tuple(op, outputs)
-    device_cotangents = tuple(to_device(c) if c is not None else None for c in cotangents)
+    # a cotangent takes its output's dtype: an output of the wrong dtype is reported by the
+    # forward check, and its VJP is still compared
+    device_cotangents = tuple(
+        to_device(c.astype(o.dtype, copy=False)) if c is not None else None
+        for c, o in zip(cotangents, outs, strict=True)
+    )
     grads = pullback(device_cotangents[0] if len(outs) == 1 else device_cotangents)
     return tuple(backend.to_numpy(o) for o in outs), tuple(backend.to_numpy(g) for g in grads)
 

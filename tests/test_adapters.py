@@ -1,0 +1,206 @@
+"""Checking a user's own PyTorch / NumPy implementation through the adapters.
+
+Independent PyTorch implementations of the foundation's routines must pass; a deliberately
+wrong one per routine must be caught, and the report must say which check, which sample
+and by how much.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import refimpl_conformance as rc
+from refimpl_conformance.adapters import assert_conforms, check
+
+
+# -- independent PyTorch implementations -------------------------------------------------
+def torch_stablemax_cross_entropy(z, y, reduction="mean", compute_in_float64=False):
+    work = z.double() if compute_in_float64 else z
+    # a select, not clamp(min=0) + 1/(1 - clamp(max=0)): see the kink test below
+    s = torch.where(work >= 0, work + 1, 1 / (1 - torch.clamp(work, max=0)))
+    log_p = torch.log(s) - torch.log(s.sum(-1, keepdim=True))
+    per_row = -log_p.gather(1, y[:, None])[:, 0]
+    loss = {"mean": per_row.mean, "sum": per_row.sum}.get(reduction, lambda: per_row)()
+    return loss.to(z.dtype)
+
+
+def torch_layer_norm(x, gamma, beta, eps=1e-5):
+    mu = x.mean(-1, keepdim=True)
+    variance = ((x - mu) ** 2).mean(-1, keepdim=True)
+    return gamma * (x - mu) / torch.sqrt(variance + eps) + beta
+
+
+def torch_lion_step(params, grads, momentum, lr, beta1, beta2, weight_decay):
+    c = beta1 * momentum + (1 - beta1) * grads
+    new = params * (1 - lr * weight_decay)
+    new = new - lr * torch.sign(c)
+    return new, beta2 * momentum + (1 - beta2) * grads
+
+
+def torch_mobius_add(x, y, c=1.0):
+    xy = (x * y).sum(-1, keepdim=True)
+    x2 = (x * x).sum(-1, keepdim=True)
+    y2 = (y * y).sum(-1, keepdim=True)
+    numerator = (1 + 2 * c * xy + c * y2) * x + (1 - c * x2) * y
+    return numerator / (1 + 2 * c * xy + c**2 * x2 * y2)
+
+
+@pytest.mark.parametrize(
+    ("op", "fn"),
+    [
+        ("stablemax_cross_entropy", torch_stablemax_cross_entropy),
+        ("layer_norm", torch_layer_norm),
+        ("lion_step", torch_lion_step),
+    ],
+)
+def test_correct_torch_implementations_conform(op, fn):
+    report = assert_conforms(op, fn, framework="torch")
+    assert report.ok and any(r.check == "forward" and r.status == "pass" for r in report.results)
+
+
+def test_textbook_mobius_addition_in_torch_conforms_away_from_the_boundary():
+    # the textbook formula loses digits within 1e-7 of the boundary: declare what it covers
+    report = check(
+        "mobius_add",
+        torch_mobius_add,
+        framework="torch",
+        supports=lambda sample: "BALL_BOUNDARY" not in sample.flags,
+    )
+    assert not report.failures
+    assert any(r.status == "skip" for r in report.results)
+
+
+# -- deliberately wrong implementations ----------------------------------------------------
+class _WrongSignLayerNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps):
+        mu = x.mean(-1, keepdim=True)
+        rstd = 1 / torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True) + eps)
+        x_hat = (x - mu) * rstd
+        ctx.save_for_backward(x_hat, rstd, gamma)
+        return gamma * x_hat + beta
+
+    @staticmethod
+    def backward(ctx, g):
+        x_hat, rstd, gamma = ctx.saved_tensors
+        g_hat = g * gamma
+        g_x = rstd * (g_hat - g_hat.mean(-1, keepdim=True) - x_hat * (g_hat * x_hat).mean(-1, keepdim=True))
+        rows, rows_hat = g.reshape(-1, g.shape[-1]), x_hat.reshape(-1, g.shape[-1])
+        return -g_x, (rows * rows_hat).sum(0), rows.sum(0), None  # the sign of g_x is wrong
+
+
+def test_wrong_vjp_sign_is_caught_with_its_check_and_sample():
+    report = check(
+        "layer_norm",
+        lambda x, gamma, beta, eps: _WrongSignLayerNorm.apply(x, gamma, beta, eps),
+        framework="torch",
+    )
+    failures = report.failures
+    assert failures and {f.check for f in failures} == {"vjp"}
+    assert all("cotangent of 'x'" in f.detail for f in failures)
+    assert max(f.max_abs for f in failures) > 1.0  # the report says by how much
+
+
+def test_eps_outside_the_square_root_is_caught():
+    def eps_misplaced(x, gamma, beta, eps=1e-5):
+        mu = x.mean(-1, keepdim=True)
+        return gamma * (x - mu) / (torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True)) + eps) + beta
+
+    failures = check("layer_norm", eps_misplaced, framework="torch").failures
+    assert "constant row" in {f.sample for f in failures}
+
+
+def test_softmax_without_max_subtraction_is_caught():
+    def weights_without_shift(losses, strategy, r, delta=1.0):
+        spread = torch.clamp(losses.max() - losses.min(), min=1e-6)
+        normalized = delta * ((losses - losses.min()) - (losses.max() - losses)) / spread
+        f = {
+            "linupper": torch.clamp(normalized + delta, max=delta),
+            "quadratic": 1 - normalized**2 / delta**2,
+            "extremes": normalized.abs(),
+            "identity": normalized,
+            "uniform": torch.zeros_like(normalized),
+        }[strategy]
+        e = torch.exp(f / r)  # no max-subtraction: overflows for small r
+        return e / e.sum()
+
+    failures = check("loss_based_sample_weights", weights_without_shift, framework="torch").failures
+    assert failures and all(f.check == "forward" for f in failures)
+    assert any("MISSING" in f.sample or "1e-3" in f.sample or "r =" in f.sample for f in failures)
+
+
+def test_two_branch_stablemax_nan_in_float32_is_caught():
+    def official_style(z, y, reduction="mean", compute_in_float64=False):
+        s = torch.where(z >= 0, z + 1, 1 / (1 - z + 1e-30))  # the unused branch overflows at z = 1
+        log_p = torch.log(s) - torch.log(s.sum(-1, keepdim=True))
+        per_row = -log_p.gather(1, y[:, None])[:, 0]
+        return {"mean": per_row.mean, "sum": per_row.sum}.get(reduction, lambda: per_row)()
+
+    failures = check(
+        "stablemax_cross_entropy", official_style, framework="torch", dtypes=("float32",)
+    ).failures
+    assert any(f.sample == "float32 logit exactly 1.0" and f.check == "vjp" for f in failures)
+
+
+def test_clamp_based_stablemax_double_counts_the_kink():
+    # max(z, 0) + 1/(1 - min(z, 0)) written with two clamps: autograd passes the gradient
+    # through both clamps at z = 0 exactly, so ds/dz = 2 there instead of 1
+    def clamped(z, y, reduction="mean", compute_in_float64=False):
+        s = torch.clamp(z, min=0) + 1 / (1 - torch.clamp(z, max=0))
+        log_p = torch.log(s) - torch.log(s.sum(-1, keepdim=True))
+        per_row = -log_p.gather(1, y[:, None])[:, 0]
+        return {"mean": per_row.mean, "sum": per_row.sum}.get(reduction, lambda: per_row)()
+
+    failures = check("stablemax_cross_entropy", clamped, framework="torch").failures
+    assert "kink at 0" in {f.sample for f in failures}
+    assert {f.check for f in failures} == {"vjp"}
+
+
+def test_silent_promotion_to_float64_is_reported():
+    failures = check(
+        "layer_norm",
+        lambda x, gamma, beta, eps: torch_layer_norm(x.double(), gamma.double(), beta.double(), eps),
+        framework="torch",
+        dtypes=("float32",),
+    ).failures
+    assert failures and all("dtype float64, expected float32" in f.detail for f in failures)
+
+
+# -- NumPy functions, argmap, declared support ---------------------------------------------
+def test_numpy_function_with_a_hand_written_vjp_and_renamed_arguments():
+    def my_stablemax(logits):
+        s = np.maximum(logits, 0) + 1 / (1 - np.minimum(logits, 0))
+        return s / s.sum(-1, keepdims=True)
+
+    def my_stablemax_vjp(g, logits):
+        p = my_stablemax(logits)
+        return (p * (g - (g * p).sum(-1, keepdims=True)) / (1 + np.abs(logits)),)
+
+    report = assert_conforms("stablemax", my_stablemax, vjp=my_stablemax_vjp, argmap={"z": "logits"})
+    assert report.ok
+
+
+def test_a_numpy_function_without_vjp_is_reported_not_passed():
+    report = check("stablemax", lambda z: rc.cases_for("stablemax") and z, framework="numpy")
+    assert report.failures and all("pass vjp=" in f.detail or f.check == "forward" for f in report.failures)
+
+
+def test_unsupported_samples_are_skipped_not_passed():
+    report = check(
+        "stablemax_cross_entropy",
+        torch_stablemax_cross_entropy,
+        framework="torch",
+        supports=lambda s: s.kwargs.get("reduction", "mean") == "mean",
+    )
+    skipped = [r for r in report.results if r.status == "skip"]
+    assert skipped and all("not supported" in r.detail for r in skipped)
+    assert report.ok
+
+
+def test_assert_conforms_lists_check_sample_and_error_size():
+    with pytest.raises(AssertionError, match=r"vjp \[float64\] sample .*max abs"):
+        assert_conforms(
+            "layer_norm",
+            lambda x, gamma, beta, eps: _WrongSignLayerNorm.apply(x, gamma, beta, eps),
+            framework="torch",
+        )
