@@ -204,3 +204,41 @@ def test_assert_conforms_lists_check_sample_and_error_size():
             lambda x, gamma, beta, eps: _WrongSignLayerNorm.apply(x, gamma, beta, eps),
             framework="torch",
         )
+
+
+# -- the README's example, the command line and the pytest fixture ------------------------
+def test_readme_example_runs_as_written():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("<!-- readme-example -->")[1].split("```python")[1].split("```")[0]
+    assert "assert_conforms" in block
+    exec(compile(block, "README.md", "exec"), {})
+
+
+def test_cli_checks_an_implementation_by_import_path(tmp_path, monkeypatch, capsys):
+    from refimpl.cli import main
+
+    (tmp_path / "my_norms.py").write_text(
+        "import torch\n"
+        "def good(x, gamma, beta, eps):\n"
+        "    mu = x.mean(-1, keepdim=True)\n"
+        "    return gamma * (x - mu) / torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True) + eps) + beta\n"
+        "def bad(x, gamma, beta, eps):\n"
+        "    mu = x.mean(-1, keepdim=True)\n"
+        "    return gamma * (x - mu) / (torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True)) + eps) + beta\n"
+        "layer_norm = good\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", "--impl", "my_norms:good", "--op", "layer_norm", "--framework", "torch"]) == 0
+    assert main(["check", "--impl", "my_norms", "--framework", "torch"]) == 0  # functions named after ops
+    capsys.readouterr()
+    assert main(["check", "--impl", "my_norms:bad", "--op", "layer_norm", "--framework", "torch"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL forward impl:torch:my_norms:bad layer_norm" in out
+    assert "repro: refimpl check --op layer_norm --impl my_norms:bad --framework torch" in out
+
+
+def test_pytest_fixture_asserts_conformance(refimpl_check):
+    report = refimpl_check("layer_norm", torch_layer_norm, framework="torch", dtypes=("float64",))
+    assert report.ok

@@ -63,7 +63,12 @@ def repro_command(op: str, backend: str, dtype: str, sample: Sample | str) -> st
     else:
         name = sample.name if isinstance(sample, Sample) else sample
         which = f"--sample {shlex.quote(name)}"
-    return f"refimpl check --op {op} --backend {backend} --dtype {dtype} {which} --show"
+    if backend.startswith("impl:"):  # a user's function: impl:FRAMEWORK:PKG.MOD:FN
+        _, framework, spec = backend.split(":", 2)
+        target = f"--impl {shlex.quote(spec)} --framework {framework}"
+    else:
+        target = f"--backend {shlex.quote(backend)}"
+    return f"refimpl check --op {op} {target} --dtype {dtype} {which} --show"
 
 
 # -- array helpers --------------------------------------------------------------------

@@ -224,7 +224,10 @@ def wrap(
             result.append(frame.from_(grad))
         return tuple(result)
 
-    label = name or f"{frame.name}:{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', fn)}"
+    qualname = getattr(fn, "__qualname__", "")
+    importable = qualname and "<" not in qualname  # not a lambda or a local function
+    spec = f"{getattr(fn, '__module__', '?')}:{qualname}"
+    label = name or (f"impl:{frame.name}:{spec}" if importable else f"{frame.name}:{spec}")
     return Backend(
         label,
         {op.name: Impl(forward, backward if op.is_differentiable else None)},
@@ -267,19 +270,24 @@ def check(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     device: str | None = None,
     errors: bool = False,
+    sample_name: str | None = None,
 ) -> Report:
     """Check ``fn`` against the reference on every sample of ``op``'s conformance cases.
 
     ``supports(sample) -> bool`` declares which samples the implementation covers (e.g.
     ``lambda s: s.kwargs.get("reduction", "mean") == "mean"``); the others are reported as
     skipped, never as passed. ``errors=True`` also runs the error cases (only meaningful
-    when ``fn`` validates its input like refimpl does).
+    when ``fn`` validates its input like refimpl does). ``seeds`` picks the random samples
+    and ``sample_name`` narrows the run to one sample (a repro).
     """
     op = refimpl.get(op)
     backend = wrap(op, fn, framework=framework, vjp=vjp, argmap=argmap, device=device)
     cases = cases_for(op.name)
     report = Report()
-    for sample in cases.samples(seeds):
+    samples = cases.samples(seeds)
+    if sample_name is not None:
+        samples = [s for s in samples if s.name == sample_name]
+    for sample in samples:
         for dtype in dtypes:
             if supports is not None and not supports(sample):
                 report.results.append(

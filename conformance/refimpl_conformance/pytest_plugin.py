@@ -6,6 +6,8 @@ every installed backend is checked (a GPU backend without a GPU is checked throu
 host variant). Run the whole suite with::
 
     pytest --pyargs refimpl_conformance.suite --refimpl-backend numba
+
+The ``refimpl_check`` fixture checks a user's own implementation from their test suite.
 """
 
 from __future__ import annotations
@@ -41,3 +43,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "refimpl_target", [b for _, b in the_plan.targets], ids=[n for n, _ in the_plan.targets]
         )
+
+
+@pytest.fixture
+def refimpl_check():
+    """``refimpl_check(op, fn, framework=..., **options)``: assert that ``fn`` conforms.
+
+    The same as ``refimpl_conformance.assert_conforms``: raises with each failing check, its
+    sample and its error, and returns the report.
+    """
+    from .adapters import assert_conforms
+
+    return assert_conforms
