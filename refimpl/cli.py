@@ -174,7 +174,29 @@ def _check_impl(args: argparse.Namespace, out: _Out):
     return report
 
 
+def _check_vectors(args: argparse.Namespace) -> Any:
+    """``--vectors DIR``: check an implementation against exported vectors (no reference run)."""
+    from refimpl_conformance import Report
+    from refimpl_conformance.adapters import load_function, wrap
+    from refimpl_conformance.vectors import check_vectors
+
+    report = Report()
+    if args.impl:
+        if ":" not in args.impl or not args.op or len(args.op) != 1:
+            raise KeyError("--vectors with --impl takes PKG.MOD:FN and exactly one --op")
+        vjp = load_function(args.vjp) if args.vjp else None
+        backend = wrap(args.op[0], load_function(args.impl), framework=args.framework, vjp=vjp)
+        return check_vectors(args.vectors, backend, ops=args.op)
+    for name in args.backend or ["numpy"]:
+        part = check_vectors(args.vectors, refimpl.backend(name), ops=args.op)
+        report.results.extend(part.results)
+        report.notes.extend(part.notes)
+    return report
+
+
 def cmd_check(args: argparse.Namespace, out: _Out) -> int:
+    if args.vectors:
+        return _print_report(args, out, _check_vectors(args))
     if args.impl:
         report = _check_impl(args, out)
         if args.show:
@@ -246,6 +268,20 @@ def _print_report(args: argparse.Namespace, out: _Out, report) -> int:
     summary = f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
     out.print(summary, style="green" if not failed else "red")
     return 1 if failed else 0
+
+
+# -- export-vectors -----------------------------------------------------------------------
+def cmd_export(args: argparse.Namespace, out: _Out) -> int:
+    from refimpl_conformance.vectors import export_vectors
+
+    for name in args.op or []:
+        refimpl.get(name)
+    paths = export_vectors(args.directory, args.op, seeds=list(range(args.seeds)))
+    for path in paths:
+        tests = json.loads(path.read_text())["numberOfTests"]
+        out.print(f"{path.name}: {tests} tests")
+    out.print(f"{len(paths)} ops written to {args.directory} (schema refimpl-vectors/1)")
+    return 0
 
 
 # -- bench ------------------------------------------------------------------------------
@@ -348,6 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
         "or PKG.MOD whose functions are named after ops (or a REFIMPL dict op -> function)",
     )
     check.add_argument(
+        "--vectors", help="check against vectors exported by `refimpl export-vectors` in this folder"
+    )
+    check.add_argument(
         "--framework",
         default="numpy",
         choices=["numpy", "torch", "jax", "cupy"],
@@ -357,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--vjp", help="PKG.MOD:FN: the VJP of a NumPy/CuPy --impl, vjp(cotangents, **arguments)"
     )
     check.set_defaults(run=cmd_check)
+
+    export = sub.add_parser("export-vectors", help="write portable golden test vectors (JSON + .npz) per op")
+    export.add_argument("directory")
+    export.add_argument("--op", action="append", help="op(s) to export (default: all with cases)")
+    export.add_argument("--seeds", type=int, default=5, help="random samples per op (default 5)")
+    export.set_defaults(run=cmd_export)
 
     bench = sub.add_parser("bench", help="forward+backward timings against the reference and PyTorch")
     bench.add_argument("--backend", action="append", help="backend(s) to time (default: all installed)")

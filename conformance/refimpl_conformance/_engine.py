@@ -110,7 +110,8 @@ def compare(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> tuple[b
     expected64 = expected.astype(np.float64)
     both_nan = np.isnan(actual64) & np.isnan(expected64)
     same_inf = np.isinf(expected64) & (actual64 == expected64)
-    diff = np.where(both_nan | same_inf, 0.0, np.abs(actual64 - expected64))
+    with np.errstate(invalid="ignore"):  # inf - inf where both are the same infinity
+        diff = np.where(both_nan | same_inf, 0.0, np.abs(actual64 - expected64))
     diff = np.where(np.isnan(diff), np.inf, diff)
     finite_expected = np.where(np.isfinite(expected64), np.abs(expected64), 0.0)
     scale = max(1.0, float(finite_expected.max()))

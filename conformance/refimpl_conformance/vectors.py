@@ -1,0 +1,336 @@
+"""Portable golden test vectors (Wycheproof-style): export them, and check against them.
+
+``refimpl export-vectors DIR`` writes, per op, ``DIR/<op>.json`` (schema
+``schema/vectors-1.json``, shipped with the package) and, when some array is large,
+``DIR/<op>.npz`` beside it. An implementation in any language can then be checked without
+Python: read the inputs, run, compare with the expected outputs and VJPs within the
+group's tolerance; ``"result": "invalid"`` tests must be refused with an error.
+
+Arrays are stored as ``{"dtype", "shape", "data"}`` (row-major, JSON numbers that round-trip
+exactly; ``"nan"``, ``"inf"`` and ``"-inf"`` as strings) or, above ``INLINE_LIMIT``
+elements, as ``{"dtype", "shape", "npz": KEY}``. A test's own ``tolerance``, when present, overrides its
+group's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import refimpl
+from refimpl import Backend, InputError
+
+from ._cases import OpCases, Tolerance, all_cases, cases_for
+from ._engine import FLOAT_DTYPES, Result, _cotangents_like, _run, _sample_rng, cast_floats, compare
+from ._runner import DEFAULT_SEEDS, Report
+
+__all__ = ["SCHEMA", "STANDARD_FLAGS", "check_vectors", "export_vectors", "schema"]
+
+SCHEMA = "refimpl-vectors/1"
+INLINE_LIMIT = 256
+
+STANDARD_FLAGS = {
+    "RANDOM": "a random sample inside the domain (its seed rebuilds it with refimpl_conformance)",
+    "DTYPE_FLOAT32": "float32 inputs: outputs and gradients must stay float32 (no silent promotion)",
+    "INVALID_INPUT": "input outside the contract: an implementation must refuse it with an error",
+}
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema the vector files follow."""
+    return json.loads((Path(__file__).parent / "schema" / "vectors-1.json").read_text())
+
+
+# -- encoding -------------------------------------------------------------------------------
+def _encode_number(value: float) -> float | str:
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _encode(value: Any, key: str, store: dict[str, np.ndarray]) -> Any:
+    if isinstance(value, np.ndarray):
+        entry = {"dtype": str(value.dtype), "shape": list(value.shape)}
+        if value.size > INLINE_LIMIT:
+            store[key] = value
+            entry["npz"] = key
+        elif value.dtype.kind == "f":
+            entry["data"] = [_encode_number(float(v)) for v in value.ravel()]
+        elif value.dtype.kind == "b":
+            entry["data"] = [bool(v) for v in value.ravel()]
+        else:
+            entry["data"] = [int(v) for v in value.ravel()]
+        return entry
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot encode {type(value).__name__} for {key}")
+
+
+def _decode(entry: Any, arrays: Any) -> Any:
+    if not isinstance(entry, dict) or "dtype" not in entry:
+        return entry
+    if "npz" in entry:
+        return np.asarray(arrays[entry["npz"]])
+    data = [float(v) if isinstance(v, str) else v for v in entry["data"]]
+    return np.asarray(data, dtype=entry["dtype"]).reshape(entry["shape"])
+
+
+# -- export ---------------------------------------------------------------------------------
+def _test_for(op, cases: OpCases, sample, dtype: str, tc_id: int, store) -> dict[str, Any]:
+    args = cast_floats(sample.args, dtype)
+    kwargs = {
+        k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+        for k, v in sample.kwargs.items()
+    }
+    bound = op.bind(args, kwargs)
+    reference = refimpl.backend("numpy")
+    ref_args = cast_floats(args, "float64")
+    ref_kwargs = {
+        k: (v.astype("float64") if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+        for k, v in kwargs.items()
+    }
+    outputs, _ = _run(op, reference, ref_args, ref_kwargs)
+    prefix = f"tc{tc_id}"
+    test: dict[str, Any] = {
+        "tcId": tc_id,
+        "comment": sample.name + (f": {sample.comment}" if sample.comment else ""),
+        "flags": sorted(
+            set(sample.flags)
+            | ({"RANDOM"} if sample.seed is not None else set())
+            | ({"DTYPE_FLOAT32"} if dtype == "float32" else set())
+        ),
+        "result": "valid",
+        "inputs": {},
+        "params": {},
+        "outputs": {},
+    }
+    for name, value in bound.arguments.items():
+        if isinstance(value, np.ndarray):
+            test["inputs"][name] = _encode(value, f"{prefix}/inputs/{name}", store)
+        else:
+            test["params"][name] = _encode(value, f"{prefix}/params/{name}", store)
+    # expected values: the float64 reference on the rounded inputs, stored in the test's dtype;
+    # outputs defined only up to sign/rotation are stored as the quantities compared instead
+    named = dict(zip(op.outputs, outputs, strict=True))
+    if cases.compare_as is not None:
+        named = cases.compare_as(tuple(outputs), dict(op.bind(ref_args, ref_kwargs).arguments))
+    for name, out in named.items():
+        out = np.asarray(out)
+        stored = out.astype(dtype) if out.dtype.kind == "f" else out
+        test["outputs"][name] = _encode(stored, f"{prefix}/outputs/{name}", store)
+    if op.is_differentiable:
+        cotangents64 = _cotangents_like(outputs, _sample_rng(sample, "cotangent"))
+        cotangents = [c.astype(dtype) if c is not None else None for c in cotangents64]
+        _, grads = _run(
+            op,
+            reference,
+            ref_args,
+            ref_kwargs,
+            [c.astype("float64") if c is not None else None for c in cotangents],
+        )
+        test["cotangents"] = {
+            name: _encode(c, f"{prefix}/cotangents/{name}", store)
+            for name, c in zip(op.outputs, cotangents, strict=True)
+            if c is not None
+        }
+        test["vjp"] = {
+            name: _encode(np.asarray(g).astype(dtype), f"{prefix}/vjp/{name}", store)
+            for name, g in zip(op.differentiable, grads, strict=True)
+        }
+    if sample.seed is not None:
+        test["seed"] = sample.seed
+    if dtype in sample.tolerances:  # this sample's own tolerance (its comment says why)
+        own = sample.tolerances[dtype]
+        test["tolerance"] = {"rtol": own.rtol, "atol": own.atol}
+    return test
+
+
+def export_vectors(
+    directory: str | Path,
+    ops: Iterable[str] | None = None,
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+) -> list[Path]:
+    """Write the vector files of ``ops`` (default: every op with cases) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    catalog = all_cases()
+    written = []
+    for name in ops if ops is not None else list(catalog):
+        op, cases = refimpl.get(name), catalog[name]
+        store: dict[str, np.ndarray] = {}
+        groups = []
+        tc_id = 0
+        samples = cases.samples(seeds)
+        for dtype in FLOAT_DTYPES:
+            tests = []
+            for sample in samples:
+                if dtype not in sample.dtypes:
+                    continue
+                tc_id += 1
+                tests.append(_test_for(op, cases, sample, dtype, tc_id, store))
+            tol = cases.tolerance(dtype)
+            groups.append(
+                {
+                    "type": "valid",
+                    "dtype": dtype,
+                    "tolerance": {"rtol": tol.rtol, "atol": tol.atol},
+                    "tests": tests,
+                }
+            )
+        invalid = []
+        for case in cases.errors():
+            try:
+                bound = op.signature.bind(*case.args, **case.kwargs)
+            except TypeError:
+                continue  # a missing argument: not expressible as named inputs
+            tc_id += 1
+            entry = {
+                "tcId": tc_id,
+                "comment": case.name,
+                "flags": ["INVALID_INPUT"],
+                "result": "invalid",
+                "inputs": {},
+                "params": {},
+                "expectedError": "InputError",
+                "match": case.match,
+            }
+            for key, value in bound.arguments.items():
+                target = "inputs" if isinstance(value, np.ndarray) else "params"
+                try:
+                    entry[target][key] = _encode(value, f"tc{tc_id}/{target}/{key}", store)
+                except TypeError:
+                    entry[target][key] = repr(value)
+            invalid.append(entry)
+        groups.append({"type": "invalid", "tests": invalid})
+        notes = dict(STANDARD_FLAGS)
+        notes.update(cases.notes)
+        document = {
+            "schema": SCHEMA,
+            "algorithm": op.name,
+            "family": op.family,
+            "paper": {"title": op.paper.title, "arxiv": op.paper.arxiv, "year": op.paper.year},
+            "referenceVersion": refimpl.__version__,
+            "inputs": list(op.tensor_inputs),
+            "params": list(op.scalar_params),
+            "outputs": list(op.outputs),
+            "differentiable": list(op.differentiable),
+            "compareAs": (cases.compare_as.__doc__ or "").strip() if cases.compare_as else None,
+            "comparison": "|actual - expected| <= atol*max(1, max|expected|) + rtol*|expected|, "
+            "elementwise, per output and per cotangent; expected values are the float64 "
+            "reference on the (rounded) inputs",
+            "numberOfTests": tc_id,
+            "notes": notes,
+            "arrays": f"{op.name}.npz" if store else None,
+            "testGroups": groups,
+        }
+        path = directory / f"{op.name}.json"
+        path.write_text(json.dumps(document, indent=1))
+        if store:
+            np.savez_compressed(directory / f"{op.name}.npz", **store)
+        written.append(path)
+    return written
+
+
+# -- checking against vectors ------------------------------------------------------------------
+def check_vectors(directory: str | Path, backend: Backend, ops: Iterable[str] | None = None) -> Report:
+    """Check ``backend`` (or a wrapped user function) against exported vectors, without
+    recomputing the reference."""
+    directory = Path(directory)
+    report = Report()
+    files = sorted(directory.glob("*.json"))
+    for path in files:
+        document = json.loads(path.read_text())
+        if document.get("schema") != SCHEMA:
+            continue
+        name = document["algorithm"]
+        if (ops is not None and name not in ops) or not backend.supports(name):
+            continue
+        op = refimpl.get(name)
+        arrays = np.load(directory / document["arrays"]) if document.get("arrays") else {}
+        for group in document["testGroups"]:
+            for test in group["tests"]:
+                report.results.extend(_check_one(op, backend, group, test, arrays))
+    if not report.results:
+        report.notes.append(f"no vectors in {directory} for backend {backend.name}")
+    return report
+
+
+def _check_one(op, backend: Backend, group, test, arrays) -> list[Result]:
+    dtype = group.get("dtype", "-")
+    base = dict(
+        op=op.name, backend=backend.name, dtype=dtype, sample=f"tcId {test['tcId']}: {test['comment']}"
+    )
+    inputs = {k: _decode(v, arrays) for k, v in test["inputs"].items()}
+    params = {k: _decode(v, arrays) for k, v in test["params"].items()}
+    arguments = {**inputs, **params}
+    bound = op.signature.bind(**{k: v for k, v in arguments.items() if k in op.signature.parameters})
+    if test["result"] == "invalid":
+        try:
+            backend.get(op)(*bound.args, **bound.kwargs)
+        except (InputError, ValueError, TypeError) as error:
+            return [Result(**base, check="error", status="pass", detail=str(error))]
+        except Exception as error:  # refused, though not with a clear error
+            return [Result(**base, check="error", status="pass", detail=f"{type(error).__name__}: {error}")]
+        return [Result(**base, check="error", status="fail", detail="accepted input that must be refused")]
+    tol = Tolerance(**test.get("tolerance", group["tolerance"]))
+    cotangents = None
+    if op.is_differentiable:
+        cotangents = [
+            _decode(test["cotangents"][n], arrays) if n in test.get("cotangents", {}) else None
+            for n in op.outputs
+        ]
+    try:
+        outputs, grads = _run(op, backend, bound.args, bound.kwargs, cotangents)
+    except Exception as error:
+        return [
+            Result(**base, check="forward", status="fail", detail=f"raised {type(error).__name__}: {error}")
+        ]
+    results = []
+    compare_as = cases_for(op.name).compare_as if test["outputs"].keys() != set(op.outputs) else None
+    if compare_as is not None:
+        typed = dict(zip(op.outputs, outputs, strict=True))
+        for name, value in typed.items():
+            if np.asarray(value).dtype.kind == "f" and str(np.asarray(value).dtype) != dtype:
+                return [
+                    Result(
+                        **base,
+                        check="forward",
+                        status="fail",
+                        detail=f"{name}: dtype {np.asarray(value).dtype}, expected {dtype}",
+                    )
+                ]
+        quantities = compare_as(tuple(outputs), dict(bound.arguments))
+        names_out, outputs = list(quantities), [np.asarray(q).astype(dtype) for q in quantities.values()]
+    else:
+        names_out = list(op.outputs)
+    for check, names, actual_values, expected in (
+        ("forward", names_out, outputs, test["outputs"]),
+        ("vjp", op.differentiable, grads or (), test.get("vjp", {})),
+    ):
+        if check == "vjp" and not op.is_differentiable:
+            continue
+        ok, worst, why = True, 0.0, []
+        for name, actual in zip(names, actual_values, strict=True):
+            want = _decode(expected[name], arrays)
+            if want.dtype.kind == "f" and np.asarray(actual).dtype != want.dtype:
+                ok = False
+                why.append(f"{name}: dtype {np.asarray(actual).dtype}, expected {want.dtype}")
+                continue
+            same, max_abs, _, reason = compare(actual, want, tol)
+            ok &= same
+            worst = max(worst, max_abs)
+            if not same:
+                why.append(f"{name}: {reason}")
+        results.append(
+            Result(**base, check=check, status="pass" if ok else "fail", max_abs=worst, detail="; ".join(why))
+        )
+    return results
