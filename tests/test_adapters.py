@@ -242,3 +242,68 @@ def test_cli_checks_an_implementation_by_import_path(tmp_path, monkeypatch, caps
 def test_pytest_fixture_asserts_conformance(refimpl_check):
     report = refimpl_check("layer_norm", torch_layer_norm, framework="torch", dtypes=("float64",))
     assert report.ok
+
+
+# -- the other foundation routines: a correct and a wrong PyTorch port each ------------------
+def torch_expmap0(v, c=1.0):
+    u = c**0.5 * torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+    safe = torch.where(u > 1e-6, u, torch.ones_like(u))
+    factor = torch.where(u > 1e-6, torch.tanh(safe) / safe, 1 - u**2 / 3)  # series at the origin
+    return factor * v
+
+
+def test_poincare_expmap0_in_torch_conforms_and_the_naive_one_fails_at_the_origin():
+    assert check("poincare_expmap0", torch_expmap0, framework="torch").ok
+
+    def naive(v, c=1.0):  # tanh(u)·v/u: 0/0 at v = 0
+        u = c**0.5 * torch.linalg.vector_norm(v, dim=-1, keepdim=True)
+        return torch.tanh(u) * v / u
+
+    failures = check("poincare_expmap0", naive, framework="torch").failures
+    assert {(f.sample, f.check) for f in failures} >= {
+        ("v = 0 exactly (rows 0 and 2)", "forward"),
+        ("v = 0 exactly (rows 0 and 2)", "vjp"),
+    }
+
+
+def torch_lora_linear(x, W, A, B, bias=None, scale=1.0):
+    y = x @ W.T + scale * (x @ A.T) @ B.T
+    return y if bias is None else y + bias
+
+
+def test_lora_linear_in_torch_conforms_and_a_transposed_update_fails():
+    assert check("lora_linear", torch_lora_linear, framework="torch").ok
+
+    def scale_applied_twice(x, W, A, B, bias=None, scale=1.0):
+        return torch_lora_linear(x, W, A, B, bias, scale * scale)
+
+    failures = check("lora_linear", scale_applied_twice, framework="torch").failures
+    assert failures and {"forward", "vjp"} <= {f.check for f in failures}
+
+
+def torch_pissa_init(W, r, scale=1.0):
+    U, S, Vh = torch.linalg.svd(W, full_matrices=False)
+    root = torch.sqrt(S[:r] / scale)
+    A, B = root[:, None] * Vh[:r], U[:, :r] * root
+    return A, B, W - scale * B @ A
+
+
+def test_pissa_init_in_torch_conforms_up_to_singular_vector_signs():
+    # torch's SVD picks its own signs: the suite compares s·B A and W_res, not the factors
+    assert check("pissa_init", torch_pissa_init, framework="torch").ok
+
+    def residual_without_scale(W, r, scale=1.0):
+        A, B, _ = torch_pissa_init(W, r, scale)
+        return A, B, W - B @ A
+
+    failures = check("pissa_init", residual_without_scale, framework="torch").failures
+    assert failures and all(f.check == "forward" for f in failures)
+
+
+def test_lion_with_the_algebraic_decay_form_is_caught_in_float64():
+    def algebraic(params, grads, momentum, lr, beta1, beta2, weight_decay):
+        c = beta1 * momentum + (1 - beta1) * grads
+        return params - lr * (torch.sign(c) + weight_decay * params), beta2 * momentum + (1 - beta2) * grads
+
+    failures = check("lion_step", algebraic, framework="torch", dtypes=("float64",)).failures
+    assert failures and all(f.check == "forward" for f in failures)
