@@ -1,10 +1,11 @@
-"""Conformance cases for `mobius_add`, `poincare_expmap0` and `poincare_logmap0`."""
+"""Conformance cases for the Poincaré-ball geometry: Möbius operations, exp/log maps, distance,
+gyration, parallel transport and projection."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
 
 NOTES = {
     "AT_ORIGIN": "a zero row: exp_0/log_0 are 0/0 there (series needed), 0 is ⊕'s identity",
@@ -15,6 +16,9 @@ NOTES = {
     "SATURATED": "√c‖v‖ = 40: tanh rounds to 1, exp_0 lands on the boundary; gradients stay finite",
     "C_TO_ZERO": "c = 1e-10: the Euclidean limits x ⊕ y → x + y, exp_0(v) → v, log_0(y) → y",
     "BATCH_DIMS": "several leading dimensions: norms are over the last axis only",
+    "SAME_POINT": "y = x: log_x(y) = 0 through the series, d(x, x) = 0 at a cone point, PT = I",
+    "KERNEL": "Mx = 0 with x ≠ 0: M ⊗ x must be 0, not 0/0",
+    "PROJECT_EDGE": "rows inside, outside and far outside the projection radius; dtype default eps",
 }
 
 BOUNDARY = 1 - 1e-7  # fraction of the radius 1/√c; exists in float64 only
@@ -339,6 +343,552 @@ register(
         random=_logmap0_random,
         edges=_logmap0_edges,
         errors=_logmap0_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- shared pieces for the geometry ops -----------------------------------------------------------
+def _in_ball_errors(valid_args, name, position, kwargs=None):
+    """Error cases for the argument at ``position`` (a point of the ball) plus curvature."""
+    kwargs = dict(kwargs or {})
+    outside = [np.array(a, copy=True) for a in valid_args]
+    outside[position][-1] = 0.0
+    outside[position][-1, 0] = 1.5
+    on_boundary = [np.array(a, copy=True) for a in valid_args]
+    on_boundary[position][0] = 0.0
+    on_boundary[position][0, -1] = 1.0
+    nan = [np.array(a, copy=True) for a in valid_args]
+    nan[position][0, 0] = np.nan
+    return [
+        ErrorCase(
+            f"{name} outside the ball",
+            tuple(outside),
+            kwargs,
+            match=rf"argument '{name}'.*inside the Poincaré ball.*c‖{name}‖² = 2\.25\d* in row 1",
+        ),
+        ErrorCase(f"{name} on the boundary", tuple(on_boundary), kwargs, match=rf"argument '{name}'.*= 1\.0"),
+        ErrorCase(
+            f"{name} inside for c = 1 but not for c = 100",
+            tuple(valid_args),
+            {**kwargs, "c": 100.0},
+            match=r"1/√c = 0\.1",
+        ),
+        ErrorCase(f"NaN in {name}", tuple(nan), kwargs, match=rf"argument '{name}'.*nan"),
+        ErrorCase("c = 0", tuple(valid_args), {**kwargs, "c": 0.0}, match=r"argument 'c'.*> 0"),
+        ErrorCase("c < 0", tuple(valid_args), {**kwargs, "c": -1.0}, match=r"argument 'c'.*> 0"),
+        ErrorCase(
+            "mixed dtypes",
+            tuple(a.astype(np.float32) if i == position else a for i, a in enumerate(valid_args)),
+            kwargs,
+            match="nothing is cast",
+        ),
+    ]
+
+
+def _two_points_errors(op_args, names):
+    """Errors for ops on two points of the same shape (x, y) plus extra same-shape vectors."""
+    errors = []
+    for position, name in enumerate(names):
+        errors += _in_ball_errors(op_args, name, position)
+    x = op_args[0]
+    errors += [
+        ErrorCase(
+            f"{names[1]} of another width",
+            (x, np.zeros((2, 3)), *op_args[2:]),
+            match=rf"argument '{names[1]}'.*n = 2",
+        ),
+        ErrorCase("other batch dims", (x, np.zeros((3, 2)), *op_args[2:]), match="nothing is broadcast"),
+        ErrorCase(
+            "integer points", tuple(np.zeros((2, 2), int) for _ in op_args), match="float32 or float64"
+        ),
+    ]
+    return errors
+
+
+VALID_X = np.array([[0.1, 0.2], [0.3, -0.1]])
+VALID_Y = np.array([[-0.2, 0.05], [0.0, 0.4]])
+
+
+def _boundary_pair(rng, n, angles_degrees, radius=BOUNDARY):
+    """x on the sphere of ``radius`` (default 1 − 1e-7) and y on it at the given angles from x."""
+    x = _ball_points(rng, (len(angles_degrees), n), 1.0, [radius] * len(angles_degrees))
+    unit_x = x / np.linalg.norm(x, axis=-1, keepdims=True)
+    other = _directions(rng, x.shape)
+    other -= np.sum(other * unit_x, axis=-1, keepdims=True) * unit_x
+    other /= np.linalg.norm(other, axis=-1, keepdims=True)
+    angles = np.radians(angles_degrees)[:, None]
+    return x, radius * (np.cos(angles) * unit_x + np.sin(angles) * other)
+
+
+# -- mobius_scalar_mul ------------------------------------------------------------------------------
+def _scalar_mul_random(rng, B, n):
+    c = _random_c(rng)
+    fractions = np.where(rng.uniform(size=B) < 0.25, 10 ** rng.uniform(-5, -2, B), rng.uniform(0, 0.9, B))
+    return Sample("random", (rng.uniform(-2.5, 2.5, B), _ball_points(rng, (B, n), c, fractions)), {"c": c})
+
+
+def _scalar_mul_edges():
+    rng = np.random.default_rng(21)
+    n = 3
+    x = _ball_points(rng, (4, n), 1.0, [0.0, 0.5, 0.0, 0.3])
+    return [
+        Sample(
+            "x = 0 (rows 0, 2), r = 0 (row 3)",
+            (np.array([2.0, 1.5, -0.5, 0.0]), x),
+            flags=("AT_ORIGIN",),
+            comment="r ⊗ 0 = 0 with Jacobian r·I; 0 ⊗ x = 0",
+        ),
+        Sample(
+            "r = 1, −1, 3 at 1 − 1e-7 of the radius",
+            (np.array([1.0, -1.0, 0.5]), _ball_points(rng, (3, n), 1.0, [BOUNDARY] * 3)),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=5e-11,
+            comment="artanh(√c‖x‖) ≈ 8.4; r ≤ 1 keeps tanh(r·8.4) below 1 in float64",
+        ),
+        Sample(
+            "√c‖x‖ at 0.999e-3, 1e-3, 1.001e-3 (series switch)",
+            (np.array([0.7, -1.3, 2.0]), _series_switch_rows(rng, n, 2.5)),
+            {"c": 2.5},
+            flags=("SERIES_SWITCH",),
+        ),
+        Sample(
+            "c → 0 (c = 1e-10): r ⊗ x → r x",
+            (np.array([0.5, -2.0]), rng.standard_normal((2, n))),
+            {"c": 1e-10},
+            flags=("C_TO_ZERO",),
+        ),
+        Sample(
+            "batch dims (2, 3, n)",
+            (rng.uniform(-2, 2, (2, 3)), _ball_points(rng, (2, 3, n), 1.0, rng.uniform(0, 0.9, (2, 3)))),
+            flags=("BATCH_DIMS",),
+        ),
+        Sample("a single point (0-d r)", (np.array(0.4), _ball_points(rng, (n,), 0.5, 0.6)), {"c": 0.5}),
+        Sample("n = 1: tanh(r artanh(x))", (np.array([2.0, 0.5]), np.array([[0.6], [-0.3]]))),
+    ]
+
+
+def _scalar_mul_errors():
+    r = np.array([0.5, 2.0])
+    return [
+        *_in_ball_errors((r, VALID_X), "x", 1),
+        ErrorCase(
+            "one r for the batch", (np.array(0.5), VALID_X), match=r"argument 'x'.*nothing is broadcast"
+        ),
+        ErrorCase("r of another length", (np.ones(3), VALID_X), match=r"nothing is broadcast"),
+        ErrorCase("r as a Python float", (0.5, VALID_X), match=r"argument 'r'.*an array"),
+    ]
+
+
+register(
+    OpCases(
+        "mobius_scalar_mul",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_scalar_mul_random,
+        edges=_scalar_mul_edges,
+        errors=_scalar_mul_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- mobius_matvec --------------------------------------------------------------------------------
+def _matvec_random(rng, B, m, n):
+    c = _random_c(rng)
+    M = rng.standard_normal((m, n)) / np.sqrt(n)
+    fractions = np.where(rng.uniform(size=B) < 0.2, 10 ** rng.uniform(-5, -2, B), rng.uniform(0, 0.9, B))
+    return Sample("random", (M, _ball_points(rng, (B, n), c, fractions)), {"c": c})
+
+
+def _matvec_edges():
+    rng = np.random.default_rng(22)
+    n = 3
+    x = _ball_points(rng, (3, n), 1.0, [0.0, 0.6, 0.9])
+    kernel_M = np.array([[1.0, -1.0, 0.0], [2.0, -2.0, 0.0]])  # kills (1, 1, 0)
+    kernel_x = np.array([[0.4, 0.4, 0.0], [0.1, 0.1, 0.0], [0.2, 0.3, 0.1]])
+    return [
+        Sample("x = 0 (row 0)", (rng.standard_normal((2, n)), x), flags=("AT_ORIGIN",)),
+        Sample(
+            "Mx = 0 with x ≠ 0 (rows 0, 1)",
+            (kernel_M, kernel_x),
+            flags=("KERNEL",),
+            comment="the formula's tanh(0)·0/0; exp_0(M log_0 x) gives 0 and a finite Jacobian",
+        ),
+        Sample("M = I (identity)", (np.eye(n), x)),
+        Sample(
+            "x at 1 − 1e-7 of the radius, contracting M",
+            (0.1 * rng.standard_normal((2, n)), _ball_points(rng, (3, n), 1.0, [BOUNDARY] * 3)),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=5e-11,
+        ),
+        Sample(
+            "c → 0 (c = 1e-10): M ⊗ x → M x",
+            (rng.standard_normal((4, n)), rng.standard_normal((2, n))),
+            {"c": 1e-10},
+            flags=("C_TO_ZERO",),
+        ),
+        Sample(
+            "batch dims (2, 3, n), m = 5",
+            (rng.standard_normal((5, n)) / 2, _ball_points(rng, (2, 3, n), 1.0, rng.uniform(0, 0.9, (2, 3)))),
+            flags=("BATCH_DIMS",),
+        ),
+        Sample("a single point x of shape (n,)", (rng.standard_normal((2, n)) / 2, x[1]), {"c": 0.5}),
+    ]
+
+
+def _matvec_errors():
+    M = np.array([[1.0, 0.5], [0.0, 2.0], [1.0, 1.0]])
+    return [
+        *_in_ball_errors((M, VALID_X), "x", 1),
+        ErrorCase("M of the wrong width", (np.ones((3, 4)), VALID_X), match=r"argument 'x'.*n = 4"),
+        ErrorCase("M as a vector", (np.ones(2), VALID_X), match=r"argument 'M'.*shape \(m, n\)"),
+    ]
+
+
+register(
+    OpCases(
+        "mobius_matvec",
+        dims={"B": (1, 5), "m": (1, 5), "n": (1, 5)},
+        random=_matvec_random,
+        edges=_matvec_edges,
+        errors=_matvec_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_expmap ------------------------------------------------------------------------------
+def _expmap_random(rng, B, n):
+    c = _random_c(rng)
+    x = _ball_points(rng, (B, n), c, rng.uniform(0, 0.9, B))
+    beta = 1 - c * np.sum(x * x, axis=-1, keepdims=True)
+    # √c‖v‖/β log-uniform over [1e-5, 3]: both sides of the series switch, tanh below 1
+    norms = 10 ** rng.uniform(-5, np.log10(3.0), (B, 1)) * beta / np.sqrt(c)
+    return Sample("random", (x, _directions(rng, (B, n)) * norms), {"c": c})
+
+
+def _expmap_edges():
+    rng = np.random.default_rng(23)
+    n = 4
+    x = _ball_points(rng, (3, n), 1.0, [0.0, 0.7, 0.5])
+    v = rng.standard_normal((3, n))
+    v[2] = 0.0
+    boundary_x = _ball_points(rng, (3, n), 1.0, [BOUNDARY] * 3)
+    return [
+        Sample("x = 0 (row 0), v = 0 (row 2)", (x, v), flags=("AT_ORIGIN",)),
+        Sample(
+            "x at 1 − 1e-7 of the radius, v of Riemannian norm 0.5 (inward and tangential)",
+            (boundary_x, -0.25e-7 * (boundary_x + 0.5 * _directions(rng, (3, n)))),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=3e-10,
+            fd_rtol=1e-4,
+            comment="λ ≈ 5e6: the step must stay ≪ 1e-7 and the differences keep ~5 digits",
+        ),
+        Sample(
+            "√c‖v‖/β = 40: exp_0 of the scaled vector rounds onto the boundary",
+            (_ball_points(rng, (2, n), 1.0, [0.0, 0.0]), _directions(rng, (2, n)) * 40.0),
+            flags=("SATURATED",),
+        ),
+        Sample(
+            "c → 0 (c = 1e-10): exp_x(v) → x + v",
+            (rng.standard_normal((2, n)), rng.standard_normal((2, n))),
+            {"c": 1e-10},
+            flags=("C_TO_ZERO",),
+        ),
+        Sample(
+            "batch dims (2, 3, n)",
+            (
+                _ball_points(rng, (2, 3, n), 0.5, rng.uniform(0, 0.9, (2, 3))),
+                0.3 * rng.standard_normal((2, 3, n)),
+            ),
+            {"c": 0.5},
+            flags=("BATCH_DIMS",),
+        ),
+        Sample("n = 1", (np.array([[0.5], [-0.2]]), np.array([[0.75 * np.log(3.0)], [0.1]]))),
+    ]
+
+
+def _expmap_errors():
+    return [
+        *_in_ball_errors((VALID_X, VALID_Y), "x", 0),
+        ErrorCase("v of another width", (VALID_X, np.zeros((2, 3))), match=r"argument 'v'.*n = 2"),
+        ErrorCase("one v for a batch", (VALID_X, np.zeros(2)), match="nothing is broadcast"),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_expmap",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_expmap_random,
+        edges=_expmap_edges,
+        errors=_expmap_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_logmap and poincare_distance ----------------------------------------------------------
+def _two_points_random(rng, B, n):
+    c = _random_c(rng)
+    x = _ball_points(rng, (B, n), c, rng.uniform(0, 0.9, B))
+    y = _ball_points(rng, (B, n), c, rng.uniform(0, 0.9, B))
+    return Sample("random", (x, y), {"c": c})
+
+
+def _two_points_edges(rng, *, same_point_fd):
+    n = 4
+    x = _ball_points(rng, (3, n), 1.0, [0.0, 0.6, 0.3])
+    y = _ball_points(rng, (3, n), 1.0, [0.5, 0.0, 0.8])
+    near = x + 1e-9 * _directions(rng, x.shape)
+    boundary_x, boundary_y = _boundary_pair(rng, n, [0.0, 90.0, 150.0])
+    anti_x, _ = _boundary_pair(rng, n, [0.0, 0.0])
+    anti_y = -anti_x * (1 - 3e-8)
+    return [
+        Sample("x = 0 (row 0), y = 0 (row 1)", (x, y), flags=("AT_ORIGIN",)),
+        Sample(
+            "y = x exactly",
+            (x, x.copy()),
+            flags=("SAME_POINT",),
+            fd=same_point_fd,
+            comment="" if same_point_fd else "d has a cone point at y = x: outputs and finiteness only",
+        ),
+        Sample(
+            "y = x + 1e-9 (nearly the same point)",
+            (x, near),
+            flags=("SAME_POINT",),
+            fd_step=1e-12,
+            fd_rtol=1e-2,
+            comment="a difference step below the 1e-9 separation: the cone point is not crossed",
+        ),
+        Sample(
+            "both at 1 − 1e-7 of the radius, 0°, 90°, 150° apart",
+            (boundary_x, boundary_y),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd=False,
+            comment="λ ≈ 5e6: central differences carry no digit here (outputs and finiteness only); "
+            "the backward is FD-checked at 1 − 1e-4 of the radius",
+        ),
+        Sample(
+            "both at 1 − 1e-4 of the radius, 1°, 90°, 150° apart",
+            _boundary_pair(rng, n, [1.0, 90.0, 150.0], radius=1 - 1e-4),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=1e-9,
+            fd_rtol=1e-4,
+        ),
+        Sample(
+            "antipodal points at 1 − 1e-7 of the radius (y = −x, 3e-8 shorter)",
+            (anti_x, anti_y),
+            flags=("BALL_BOUNDARY", "CANCELLATION"),
+            dtypes=("float64",),
+            fd=False,
+            comment="1 − c‖−x ⊕ y‖² ≈ 1e-14: taken from the rounded −x ⊕ y it would keep no digit; "
+            "differences carry no digit here (outputs and finiteness only)",
+        ),
+        Sample(
+            "points at 0.999 of the radius (float32 too)",
+            tuple(_ball_points(rng, (2, 3, n), 1.0, [[0.999] * 3] * 2)),
+            flags=("BALL_BOUNDARY",),
+            fd_step=1e-8,
+            tolerances={"float32": Tolerance(rtol=2e-3, atol=2e-4)},
+            comment="float32 keeps ~4 digits of 1 − c‖x‖² ≈ 2e-3",
+        ),
+        Sample(
+            "c → 0 (c = 1e-10)",
+            (rng.standard_normal((2, n)), rng.standard_normal((2, n))),
+            {"c": 1e-10},
+            flags=("C_TO_ZERO",),
+        ),
+        Sample(
+            "batch dims (2, 3, n), c = 2.5",
+            (
+                _ball_points(rng, (2, 3, n), 2.5, rng.uniform(0, 0.9, (2, 3))),
+                _ball_points(rng, (2, 3, n), 2.5, rng.uniform(0, 0.9, (2, 3))),
+            ),
+            {"c": 2.5},
+            flags=("BATCH_DIMS",),
+        ),
+        Sample("single points of shape (n,)", (x[1], y[2]), {"c": 0.5}),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_logmap",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_two_points_random,
+        edges=lambda: [
+            *_two_points_edges(np.random.default_rng(24), same_point_fd=True),
+            Sample("n = 1: log_0.5(13/14) = 0.75 log 3", (np.array([[0.5]]), np.array([[13 / 14]]))),
+        ],
+        errors=lambda: _two_points_errors((VALID_X, VALID_Y), ("x", "y")),
+        notes=NOTES,
+    )
+)
+
+register(
+    OpCases(
+        "poincare_distance",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_two_points_random,
+        edges=lambda: [
+            *_two_points_edges(np.random.default_rng(25), same_point_fd=False),
+            Sample("n = 1: d(0, 0.6) = 2 log 2", (np.array([[0.0], [0.5]]), np.array([[0.6], [-0.5]]))),
+        ],
+        errors=lambda: _two_points_errors((VALID_X, VALID_Y), ("x", "y")),
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_gyration and poincare_parallel_transport ---------------------------------------------
+def _three_args_random(rng, B, n):
+    c = _random_c(rng)
+    a = _ball_points(rng, (B, n), c, rng.uniform(0, 0.9, B))
+    b = _ball_points(rng, (B, n), c, rng.uniform(0, 0.9, B))
+    return Sample("random", (a, b, rng.standard_normal((B, n))), {"c": c})
+
+
+def _three_args_edges(rng):
+    n = 4
+    a = _ball_points(rng, (3, n), 1.0, [0.0, 0.6, 0.0])
+    b = _ball_points(rng, (3, n), 1.0, [0.5, 0.0, 0.0])
+    v = rng.standard_normal((3, n))
+    boundary_a, boundary_b = _boundary_pair(rng, n, [0.0, 90.0, 150.0])
+    return [
+        Sample("first point 0 (rows 0, 2), second point 0 (rows 1, 2)", (a, b, v), flags=("AT_ORIGIN",)),
+        Sample("both points equal", (a + b, a + b, v), flags=("SAME_POINT",)),
+        Sample(
+            "both points at 1 − 1e-7 of the radius, 0°, 90°, 150° apart",
+            (boundary_a, boundary_b, rng.standard_normal((3, n))),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd=False,
+            comment="λ ≈ 5e6: central differences carry no digit here (outputs and finiteness only); "
+            "the backward is FD-checked at 1 − 1e-4 of the radius",
+        ),
+        Sample(
+            "both points at 1 − 1e-4 of the radius, 0°, 90°, 150° apart",
+            (*_boundary_pair(rng, n, [0.0, 90.0, 150.0], radius=1 - 1e-4), rng.standard_normal((3, n))),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=1e-9,
+            fd_rtol=1e-3,
+        ),
+        Sample(
+            "points at 0.99 of the radius (float32 too)",
+            (
+                _ball_points(rng, (3, n), 1.0, [0.99] * 3),
+                _ball_points(rng, (3, n), 1.0, [0.99] * 3),
+                rng.standard_normal((3, n)),
+            ),
+            flags=("BALL_BOUNDARY",),
+            fd_step=1e-8,
+            tolerances={"float32": Tolerance(rtol=2e-3, atol=2e-4)},
+        ),
+        Sample(
+            "c → 0 (c = 1e-10)",
+            (rng.standard_normal((2, n)), rng.standard_normal((2, n)), rng.standard_normal((2, n))),
+            {"c": 1e-10},
+            flags=("C_TO_ZERO",),
+        ),
+        Sample(
+            "batch dims (2, 3, n), c = 2.5",
+            (
+                _ball_points(rng, (2, 3, n), 2.5, rng.uniform(0, 0.9, (2, 3))),
+                _ball_points(rng, (2, 3, n), 2.5, rng.uniform(0, 0.9, (2, 3))),
+                rng.standard_normal((2, 3, n)),
+            ),
+            {"c": 2.5},
+            flags=("BATCH_DIMS",),
+        ),
+        Sample(
+            "n = 1 (gyrations of a line are trivial)",
+            (np.array([[0.5]]), np.array([[-0.3]]), np.array([[2.0]])),
+        ),
+    ]
+
+
+VALID_V = np.array([[1.0, -2.0], [0.5, 3.0]])
+
+register(
+    OpCases(
+        "poincare_gyration",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_three_args_random,
+        edges=lambda: _three_args_edges(np.random.default_rng(26)),
+        errors=lambda: _two_points_errors((VALID_X, VALID_Y, VALID_V), ("a", "b")),
+        notes=NOTES,
+    )
+)
+
+register(
+    OpCases(
+        "poincare_parallel_transport",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_three_args_random,
+        edges=lambda: _three_args_edges(np.random.default_rng(27)),
+        errors=lambda: _two_points_errors((VALID_X, VALID_Y, VALID_V), ("x", "y")),
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_project ----------------------------------------------------------------------------
+def _project_random(rng, B, n):
+    c = _random_c(rng)
+    eps = float(rng.choice([0.1, 4e-3, 1e-3]))
+    radius = (1 - eps) / np.sqrt(c)
+    # norms at 0.1–0.95 or 1.05–10 of the projection radius: never at the threshold itself
+    fractions = np.where(rng.uniform(size=B) < 0.5, rng.uniform(0.1, 0.95, B), rng.uniform(1.05, 10, B))
+    return Sample("random", (_directions(rng, (B, n)) * (fractions * radius)[:, None],), {"c": c, "eps": eps})
+
+
+def _project_edges():
+    rng = np.random.default_rng(28)
+    n = 3
+    rows = _directions(rng, (4, n)) * np.array([0.0, 0.5, 2.0, 1e6])[:, None]
+    return [
+        Sample(
+            "default eps 1e-5 (float64): rows 0, 0.5, 2, 1e6",
+            (rows,),
+            flags=("PROJECT_EDGE", "AT_ORIGIN"),
+            dtypes=("float64",),
+            comment="the default eps depends on the dtype, and the reference runs in float64",
+        ),
+        Sample(
+            "eps = 4e-3 (the float32 default) given explicitly",
+            (rows,),
+            {"eps": 4e-3},
+            flags=("PROJECT_EDGE",),
+        ),
+        Sample("c = 100, eps = 0.5", (rows * 0.1,), {"c": 100.0, "eps": 0.5}, flags=("PROJECT_EDGE",)),
+        Sample("batch dims (2, 2, n)", (rows.reshape(2, 2, n),), {"eps": 0.01}, flags=("BATCH_DIMS",)),
+    ]
+
+
+def _project_errors():
+    return [
+        ErrorCase("NaN", (np.array([[0.1, np.nan]]),), match=r"argument 'x'.*finite"),
+        ErrorCase("inf", (np.array([[np.inf, 0.0]]),), match=r"argument 'x'.*finite"),
+        ErrorCase("eps = 1", (VALID_X,), {"eps": 1.0}, match=r"argument 'eps'.*< 1"),
+        ErrorCase("c = 0", (VALID_X,), {"c": 0.0}, match=r"argument 'c'.*> 0"),
+        ErrorCase("integer input", (np.zeros((2, 2), int),), match="float32 or float64"),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_project",
+        dims={"B": (1, 6), "n": (1, 6)},
+        random=_project_random,
+        edges=_project_edges,
+        errors=_project_errors,
         notes=NOTES,
     )
 )

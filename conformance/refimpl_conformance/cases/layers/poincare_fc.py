@@ -1,0 +1,549 @@
+"""Conformance cases for `poincare_fc`, `poincare_beta_concat`, `poincare_conv2d`,
+`poincare_relu` and `poincare_residual` (Poincaré ResNet / HNN++ layers)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+
+NOTES = {
+    "IDENTITY_INIT": "Z = ½·eye, r = 0: poincare_fc is the identity; zero columns have ‖z_k‖ = 0",
+    "ZERO_COLUMN": "‖z_k‖ = 0 (0/0 in ⟨x, z_k⟩/‖z_k‖): the guard must give v_k = 0 and finite gradients",
+    "SMALL_COLUMN": "‖z_k‖ = 1e-4 or 1e-150: nothing may divide by ‖z_k‖ twice (underflow of ‖z_k‖²)",
+    "BALL_BOUNDARY": "points at 1 − 1e-7 (float64) or 0.999 (float32) of the radius: λ ~ 1e7",
+    "SATURATED": "√c v_k in the hundreds: sinh(√c v) overflows unless scaled; y rounds onto the boundary",
+    "C_TO_ZERO": "c = 1e-10: the Euclidean limits (affine map, scaled concatenation)",
+    "AT_ORIGIN": "points at the origin: λ = 2, log_0/exp_0 at their series, padding pixels",
+    "BATCH_DIMS": "several leading dimensions: norms over the last axis, sums over all rows",
+    "KINK": "a tangent coordinate exactly 0: ReLU's kink, finite differences are not meaningful",
+    "CONV_GEOMETRY": "stride, padding and kernel size: the fold must scatter-add exactly where unfold read",
+}
+
+BOUNDARY = 1 - 1e-7  # fraction of the radius 1/√c; exists in float64 only
+
+
+def _directions(rng, shape):
+    d = rng.standard_normal(shape)
+    norms = np.linalg.norm(d, axis=-1, keepdims=True)
+    return d / np.where(norms > 0, norms, 1.0)
+
+
+def _ball_points(rng, shape, c, fractions):
+    """Points at ``fractions`` (one per row) of the radius ``1/√c``, random directions."""
+    return _directions(rng, shape) * (np.asarray(fractions)[..., None] / np.sqrt(c))
+
+
+def _random_c(rng):
+    return float(rng.choice([0.1, 1.0, 2.5]))
+
+
+def _identity_Z(n_in, n_out):
+    return 0.5 * np.eye(n_in, n_out), np.zeros(n_out)
+
+
+# -- poincare_fc ------------------------------------------------------------------------------
+def _fc_random(rng, B, n, m):
+    c = _random_c(rng)
+    x = _ball_points(rng, (B, n), c, rng.uniform(0, 0.95, B))
+    Z = rng.standard_normal((n, m)) * rng.uniform(0.2, 1.5)
+    r = 0.3 * rng.standard_normal(m)
+    return Sample("random", (x, Z, r), {"c": c})
+
+
+def _fc_edges():
+    rng = np.random.default_rng(21)
+    n, m = 4, 3
+    Z, r = rng.standard_normal((n, m)), 0.3 * rng.standard_normal(m)
+    Z_square, r_square = _identity_Z(n, n)
+    Z_wide, r_wide = _identity_Z(n, 6)
+    x_boundary = _ball_points(rng, (3, n), 1.0, [BOUNDARY] * 3)
+    Z_small = Z.copy()
+    Z_small[:, 1] *= 1e-4 / np.linalg.norm(Z_small[:, 1])
+    Z_tiny = Z.copy()
+    Z_tiny[:, 0] *= 1e-150 / np.linalg.norm(Z_tiny[:, 0])
+    Z_zero = Z.copy()
+    Z_zero[:, 2] = 0.0
+    Z_big = 30.0 * _directions(rng, (m, n)).T
+    x_origin = _ball_points(rng, (3, n), 1.0, [0.0, 0.5, 0.0])
+    return [
+        Sample(
+            "identity init Z = ½I, r = 0, points up to 0.9 of the radius",
+            (_ball_points(rng, (4, n), 1.0, [0.0, 0.3, 0.6, 0.9]), Z_square, r_square),
+            flags=("IDENTITY_INIT",),
+            comment="y = x; the reference computes it to a few ulps",
+        ),
+        Sample(
+            "identity init Z = ½I, r = 0, points at 1 − 1e-7 of the radius",
+            (x_boundary, Z_square, r_square),
+            flags=("IDENTITY_INIT", "BALL_BOUNDARY"),
+            dtypes=("float64",),
+            fd_step=5e-11,
+            comment="λ ≈ 1e7 and the x-Jacobian ≈ 1e14·x xᵀ: steps must stay ≪ 1e-7",
+        ),
+        Sample(
+            "identity init ½·eye(4, 6): y = (x, 0, 0); two zero columns",
+            (_ball_points(rng, (3, n), 0.5, [0.2, 0.7, 0.95]), Z_wide, r_wide),
+            {"c": 0.5},
+            flags=("IDENTITY_INIT", "ZERO_COLUMN"),
+            fd=False,
+            comment="v is not differentiable in z_k at z_k = 0: outputs and finite gradients only",
+        ),
+        Sample(
+            "a zero column z_3 = 0 with r_3 ≠ 0",
+            (_ball_points(rng, (3, n), 1.0, [0.1, 0.5, 0.9]), Z_zero, r),
+            flags=("ZERO_COLUMN",),
+            fd=False,
+            comment="v_3 = 0 exactly; not differentiable in z_3 there",
+        ),
+        Sample(
+            "a small column ‖z_2‖ = 1e-4",
+            (_ball_points(rng, (3, n), 1.0, [0.1, 0.5, 0.9]), Z_small, r),
+            flags=("SMALL_COLUMN",),
+            fd_step=1e-9,
+            comment="v_2 is smooth at this scale only: steps ≪ ‖z_2‖",
+        ),
+        Sample(
+            "a tiny column ‖z_1‖ = 1e-150",
+            (_ball_points(rng, (3, n), 1.0, [0.1, 0.5, 0.9]), Z_tiny, r),
+            flags=("SMALL_COLUMN",),
+            dtypes=("float64",),
+            fd=False,
+            comment="‖z_1‖² = 1e-300: a form dividing by ‖z‖² would overflow; steps cannot resolve it",
+        ),
+        Sample(
+            "points at 1 − 1e-7 of the radius, random Z and r",
+            (x_boundary, Z, r),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=5e-11,
+            fd_rtol=1e-5,
+        ),
+        Sample(
+            "points at 0.999 of the radius (float32 too)",
+            (_ball_points(rng, (3, n), 1.0, [0.999] * 3), Z, r),
+            flags=("BALL_BOUNDARY",),
+            fd_step=1e-8,
+            tolerances={"float32": Tolerance(rtol=2e-3, atol=2e-4)},
+            comment="λ = 1000: float32 rounding of x (1e-7 relative) moves the output by ~1e-4",
+        ),
+        Sample(
+            "‖z_k‖ = 30 at 0.999 of the radius: √c v ≈ 450, sinh overflows unscaled",
+            (_ball_points(rng, (3, n), 1.0, [0.999] * 3), Z_big, r),
+            flags=("SATURATED", "BALL_BOUNDARY"),
+            dtypes=("float64",),
+            fd_step=1e-9,
+            comment="y rounds onto the boundary; the gradients are ~e^{-450}, finite",
+        ),
+        Sample(
+            "‖z_k‖ = 30 at 0.5 of the radius (float32: √c v ≈ 100 > 89)",
+            (_ball_points(rng, (3, n), 1.0, [0.5, 0.45, 0.55]), Z_big, r),
+            flags=("SATURATED",),
+            fd_step=1e-8,
+        ),
+        Sample(
+            "c → 0 (c = 1e-10): y_k → 2⟨x, z_k⟩ − 2‖z_k‖ r_k",
+            (rng.standard_normal((3, n)), Z, r),
+            {"c": 1e-10},
+            flags=("C_TO_ZERO",),
+        ),
+        Sample(
+            "large offsets |r_k| ≈ 3 (cosh(2√c r) ≈ 200)",
+            (_ball_points(rng, (3, n), 1.0, [0.1, 0.5, 0.8]), Z, np.array([3.0, -2.5, 0.0])),
+        ),
+        Sample("points at the origin (rows 0 and 2)", (x_origin, Z, r), flags=("AT_ORIGIN",)),
+        Sample(
+            "batch dims (2, 3, n)",
+            (_ball_points(rng, (2, 3, n), 2.0, rng.uniform(0, 0.9, (2, 3))), Z, r),
+            {"c": 2.0},
+            flags=("BATCH_DIMS",),
+        ),
+        Sample(
+            "n = m = 1",
+            (np.array([[0.5], [-0.2], [0.0]]), np.array([[0.7]]), np.array([0.1])),
+        ),
+    ]
+
+
+def _fc_errors():
+    x = np.array([[0.1, 0.2], [0.3, -0.1]])
+    Z = np.ones((2, 3))
+    r = np.zeros(3)
+    return [
+        ErrorCase(
+            "x outside the ball",
+            (np.array([[0.1, 0.2], [0.8, 0.8]]), Z, r),
+            match=r"argument 'x'.*inside the Poincaré ball.*c‖x‖² = 1\.28\d* in row 1",
+        ),
+        ErrorCase("x inside for c = 1 but not for c = 16", (x, Z, r), {"c": 16.0}, match=r"argument 'x'"),
+        ErrorCase("Z with the wrong number of rows", (x, np.ones((3, 3)), r), match=r"argument 'Z'.*n = 2"),
+        ErrorCase("r of the wrong length", (x, Z, np.zeros(2)), match=r"argument 'r'.*m = 3"),
+        ErrorCase("Z as a vector", (x, np.ones(2), r), match=r"argument 'Z'.*shape \(n, m\)"),
+        ErrorCase("c = 0", (x, Z, r), {"c": 0.0}, match=r"argument 'c'.*> 0"),
+        ErrorCase("mixed dtypes", (x, Z.astype(np.float32), r), match="nothing is cast"),
+        ErrorCase("NaN in x", (np.array([[np.nan, 0.0]]), Z, r), match=r"argument 'x'.*nan"),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_fc",
+        dims={"B": (1, 5), "n": (1, 5), "m": (1, 4)},
+        random=_fc_random,
+        edges=_fc_edges,
+        errors=_fc_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_beta_concat ---------------------------------------------------------------------
+def _concat_random(rng, B, k, d):
+    c = _random_c(rng)
+    return Sample("random", (_ball_points(rng, (B, k, d), c, rng.uniform(0, 0.95, (B, k))),), {"c": c})
+
+
+def _concat_edges():
+    rng = np.random.default_rng(22)
+    pieces = _ball_points(rng, (2, 3, 2), 1.0, rng.uniform(0, 0.9, (2, 3)))
+    pieces[0, 1] = 0.0
+    return [
+        Sample(
+            "a single piece (k = 1): the identity",
+            (_ball_points(rng, (3, 1, 4), 1.0, [0.1, 0.5, 0.9]),),
+        ),
+        Sample("one piece at the origin", (pieces,), flags=("AT_ORIGIN",)),
+        Sample("every piece at the origin", (np.zeros((2, 3, 2)),), flags=("AT_ORIGIN",)),
+        Sample(
+            "pieces at 1 − 1e-7 of the radius",
+            (_ball_points(rng, (2, 2, 3), 1.0, np.full((2, 2), BOUNDARY)),),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=5e-11,
+        ),
+        Sample(
+            "pieces at 0.999 of the radius (float32 too)",
+            (_ball_points(rng, (2, 2, 3), 1.0, np.full((2, 2), 0.999)),),
+            flags=("BALL_BOUNDARY",),
+            fd_step=1e-8,
+        ),
+        Sample(
+            "c → 0 (c = 1e-10): ρ·concatenation",
+            (rng.standard_normal((2, 3, 2)),),
+            {"c": 1e-10},
+            flags=("C_TO_ZERO",),
+        ),
+        Sample(
+            "batch dims (2, 2, k, d), c = 2.5",
+            (_ball_points(rng, (2, 2, 3, 2), 2.5, rng.uniform(0, 0.9, (2, 2, 3))),),
+            {"c": 2.5},
+            flags=("BATCH_DIMS",),
+        ),
+        Sample(
+            "no batch dims: (k, d) = (9, 1)",
+            (_ball_points(rng, (9, 1), 1.0, rng.uniform(0, 0.9, 9)),),
+        ),
+    ]
+
+
+def _concat_errors():
+    return [
+        ErrorCase(
+            "a piece outside the ball",
+            (np.array([[[0.1, 0.2], [0.9, 0.9]]]),),
+            match=r"argument 'x'.*inside the Poincaré ball.*in row \(0, 1\)",
+        ),
+        ErrorCase("a 1-D input (no piece axis)", (np.array([0.1, 0.2]),), match=r"shape \(\.\.\., k, d\)"),
+        ErrorCase("c = 0", (np.zeros((1, 2, 2)),), {"c": 0.0}, match=r"argument 'c'.*> 0"),
+        ErrorCase("integer points", (np.zeros((1, 2, 2), int),), match="float32 or float64"),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_beta_concat",
+        dims={"B": (1, 4), "k": (1, 4), "d": (1, 4)},
+        random=_concat_random,
+        edges=_concat_edges,
+        errors=_concat_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_conv2d -------------------------------------------------------------------------
+def _conv_random(rng, B, H, W, n, m):
+    c = _random_c(rng)
+    padding = int(rng.integers(0, 2))
+    kernel_size = int(rng.integers(1, min(3, H + 2 * padding, W + 2 * padding) + 1))
+    stride = int(rng.integers(1, 3))
+    x = _ball_points(rng, (B, H, W, n), c, rng.uniform(0, 0.95, (B, H, W)))
+    Z = rng.standard_normal((kernel_size * kernel_size * n, m)) * rng.uniform(0.2, 1.0)
+    r = 0.3 * rng.standard_normal(m)
+    params = {"c": c, "kernel_size": kernel_size, "stride": stride, "padding": padding}
+    return Sample("random", (x, Z, r), params)
+
+
+def _conv_edges():
+    rng = np.random.default_rng(23)
+    n, m = 2, 3
+    x = _ball_points(rng, (2, 4, 5, n), 1.0, rng.uniform(0, 0.9, (2, 4, 5)))
+    Z1, r1 = rng.standard_normal((n, m)), 0.3 * rng.standard_normal(m)
+    Z3, r3 = 0.5 * rng.standard_normal((9 * n, m)), 0.3 * rng.standard_normal(m)
+    Z_id, r_id = _identity_Z(n, n)
+    return [
+        Sample("kernel 1: poincare_fc per pixel", (x, Z1, r1), {"kernel_size": 1}),
+        Sample(
+            "kernel 1 with the identity init: y = x",
+            (x, Z_id, r_id),
+            {"kernel_size": 1},
+            flags=("IDENTITY_INIT",),
+        ),
+        Sample(
+            "kernel 3, padding 1 (the ResNet's convolution)",
+            (x, Z3, r3),
+            {"kernel_size": 3, "padding": 1},
+            flags=("CONV_GEOMETRY",),
+        ),
+        Sample(
+            "kernel 3, stride 2, padding 1 (downsampling)",
+            (x, Z3, r3),
+            {"kernel_size": 3, "stride": 2, "padding": 1},
+            flags=("CONV_GEOMETRY",),
+        ),
+        Sample(
+            "kernel 2, stride 3, no padding (pixels no window reads)",
+            (x, rng.standard_normal((4 * n, m)), r1),
+            {"kernel_size": 2, "stride": 3},
+            flags=("CONV_GEOMETRY",),
+            comment="the last row and columns are never read: their gradient is exactly 0",
+        ),
+        Sample(
+            "a kernel as large as the padded image (one output pixel)",
+            (x[:, :3, :3], Z3, r3),
+            {"kernel_size": 3},
+            flags=("CONV_GEOMETRY",),
+        ),
+        Sample(
+            "an image at the origin",
+            (np.zeros((1, 3, 3, n)), Z3, r3),
+            {"kernel_size": 3, "padding": 1},
+            flags=("AT_ORIGIN",),
+        ),
+        Sample(
+            "pixels at 1 − 1e-7 of the radius",
+            (_ball_points(rng, (1, 3, 3, n), 1.0, np.full((1, 3, 3), BOUNDARY)), Z3, r3),
+            {"kernel_size": 3, "padding": 1},
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=5e-11,
+            fd_rtol=1e-5,
+        ),
+        Sample(
+            "c → 0 (c = 1e-10)",
+            (rng.standard_normal((1, 3, 3, n)), Z3, r3),
+            {"c": 1e-10, "kernel_size": 3, "padding": 1},
+            flags=("C_TO_ZERO",),
+        ),
+    ]
+
+
+def _conv_errors():
+    x = np.zeros((1, 3, 3, 2))
+    Z = np.ones((18, 2))
+    r = np.zeros(2)
+    return [
+        ErrorCase(
+            "Z rows ≠ kernel_size² · n",
+            (x, np.ones((8, 2)), r),
+            {"kernel_size": 3},
+            match=r"argument 'Z'.*18 rows",
+        ),
+        ErrorCase(
+            "kernel larger than the padded image",
+            (x, np.ones((32, 2)), r),
+            {"kernel_size": 4},
+            match=r"argument 'kernel_size'.*padded image \(3 × 3\)",
+        ),
+        ErrorCase("stride 0", (x, Z, r), {"kernel_size": 3, "stride": 0}, match=r"argument 'stride'.*>= 1"),
+        ErrorCase(
+            "negative padding", (x, Z, r), {"kernel_size": 3, "padding": -1}, match=r"argument 'padding'"
+        ),
+        ErrorCase("kernel_size as a float", (x, Z, r), {"kernel_size": 3.0}, match=r"argument 'kernel_size'"),
+        ErrorCase("kernel_size missing", (x, Z, r), match=r"kernel_size"),
+        ErrorCase(
+            "a pixel outside the ball",
+            (np.full((1, 3, 3, 2), 0.8), Z, r),
+            {"kernel_size": 3},
+            match=r"argument 'x'.*inside the Poincaré ball",
+        ),
+        ErrorCase(
+            "an image without a channel axis",
+            (np.zeros((1, 3, 3)), Z, r),
+            {"kernel_size": 3},
+            match=r"argument 'x'",
+        ),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_conv2d",
+        dims={"B": (1, 2), "H": (1, 4), "W": (1, 4), "n": (1, 2), "m": (1, 2)},
+        random=_conv_random,
+        edges=_conv_edges,
+        errors=_conv_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_relu ---------------------------------------------------------------------------
+def _relu_random(rng, B, n):
+    c = _random_c(rng)
+    return Sample("random", (_ball_points(rng, (B, n), c, rng.uniform(0, 0.95, B)),), {"c": c})
+
+
+def _relu_edges():
+    rng = np.random.default_rng(24)
+    n = 4
+    mixed = _ball_points(rng, (3, n), 1.0, [0.2, 0.6, 0.9])
+    kink = mixed.copy()
+    kink[:, 1] = 0.0
+    return [
+        Sample("all coordinates negative: the origin", (-np.abs(mixed),)),
+        Sample("all coordinates positive: the identity", (np.abs(mixed),)),
+        Sample("the origin", (np.zeros((2, n)),), flags=("AT_ORIGIN", "KINK"), fd=False),
+        Sample("a coordinate exactly 0", (kink,), flags=("KINK",), fd=False),
+        Sample(
+            "points at 1 − 1e-7 of the radius",
+            (_ball_points(rng, (3, n), 1.0, [BOUNDARY] * 3),),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=5e-11,
+        ),
+        Sample(
+            "points at 0.999 of the radius (float32 too)",
+            (_ball_points(rng, (3, n), 1.0, [0.999] * 3),),
+            flags=("BALL_BOUNDARY",),
+            fd_step=1e-8,
+        ),
+        Sample("c → 0 (c = 1e-10): relu", (rng.standard_normal((2, n)),), {"c": 1e-10}, flags=("C_TO_ZERO",)),
+        Sample(
+            "batch dims (2, 3, n)",
+            (_ball_points(rng, (2, 3, n), 1.0, rng.uniform(0, 0.9, (2, 3))),),
+            flags=("BATCH_DIMS",),
+        ),
+    ]
+
+
+def _relu_errors():
+    return [
+        ErrorCase(
+            "a point outside the ball",
+            (np.array([[0.1, 0.2], [1.2, 0.0]]),),
+            match=r"argument 'x'.*c‖x‖² = 1\.44 in row 1",
+        ),
+        ErrorCase("c < 0", (np.zeros((1, 2)),), {"c": -1.0}, match=r"argument 'c'.*> 0"),
+        ErrorCase("zero-width vectors", (np.zeros((2, 0)),), match=r"n >= 1"),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_relu",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_relu_random,
+        edges=_relu_edges,
+        errors=_relu_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- poincare_residual -------------------------------------------------------------------------
+def _residual_random(rng, B, n):
+    c = _random_c(rng)
+    fx = _ball_points(rng, (B, n), c, rng.uniform(0, 0.95, B))
+    x = _ball_points(rng, (B, n), c, rng.uniform(0, 0.95, B))
+    activation = str(rng.choice(["tangent_relu", "none"]))
+    return Sample("random", (fx, x), {"c": c, "activation": activation})
+
+
+def _residual_edges():
+    rng = np.random.default_rng(25)
+    n = 4
+    fx = _ball_points(rng, (3, n), 1.0, [0.3, 0.6, 0.9])
+    x = _ball_points(rng, (3, n), 1.0, [0.5, 0.2, 0.7])
+    return [
+        Sample("F(x) = 0: act(x)", (np.zeros((3, n)), x), flags=("AT_ORIGIN",)),
+        Sample("no activation: F(x) ⊕ x", (fx, x), {"activation": "none"}),
+        Sample(
+            "F(x) = −x: the sum is exactly the origin",
+            (-x, x),
+            flags=("AT_ORIGIN", "KINK"),
+            fd=False,
+            comment="every tangent coordinate sits at ReLU's kink",
+        ),
+        Sample(
+            "x at 1 − 1e-6 of the radius, F(x) at 0.5",
+            (_ball_points(rng, (3, n), 1.0, [0.5] * 3), _ball_points(rng, (3, n), 1.0, [1 - 1e-6] * 3)),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd_step=1e-10,
+            fd_rtol=1e-5,
+            comment="1 − c‖F(x) ⊕ x‖² ≈ 1e-6; log_0 there amplifies rounding by ~1e6, which "
+            "differences with smaller steps cannot resolve",
+        ),
+        Sample(
+            "both at 1 − 1e-7 of the radius (finite outputs and gradients)",
+            (
+                _ball_points(rng, (3, n), 1.0, [BOUNDARY] * 3),
+                _ball_points(rng, (3, n), 1.0, [BOUNDARY] * 3),
+            ),
+            flags=("BALL_BOUNDARY",),
+            dtypes=("float64",),
+            fd=False,
+            comment="the sum can lie ~1e-14 from the boundary: no step resolves the differences",
+        ),
+        Sample(
+            "batch dims (2, 3, n), c = 0.5",
+            (
+                _ball_points(rng, (2, 3, n), 0.5, rng.uniform(0, 0.9, (2, 3))),
+                _ball_points(rng, (2, 3, n), 0.5, rng.uniform(0, 0.9, (2, 3))),
+            ),
+            {"c": 0.5},
+            flags=("BATCH_DIMS",),
+        ),
+    ]
+
+
+def _residual_errors():
+    x = np.array([[0.1, 0.2]])
+    return [
+        ErrorCase(
+            "fx outside the ball",
+            (np.array([[0.9, 0.9]]), x),
+            match=r"argument 'fx'.*inside the Poincaré ball",
+        ),
+        ErrorCase("x outside the ball", (x, np.array([[1.0, 0.0]])), match=r"argument 'x'.*c‖x‖² = 1\.0"),
+        ErrorCase(
+            "an unknown activation",
+            (x, x),
+            {"activation": "relu"},
+            match=r"argument 'activation'.*tangent_relu",
+        ),
+        ErrorCase("shapes differ", (x, np.zeros((2, 2))), match=r"nothing is broadcast"),
+    ]
+
+
+register(
+    OpCases(
+        "poincare_residual",
+        dims={"B": (1, 5), "n": (1, 6)},
+        random=_residual_random,
+        edges=_residual_edges,
+        errors=_residual_errors,
+        notes=NOTES,
+    )
+)
