@@ -8,6 +8,8 @@ import pytest
 import refimpl
 from refimpl import Backend, Impl
 from refimpl.reweighting import loss_based_sample_weights as weights_of
+from refimpl.reweighting import loss_reweighting_temperature as temperature_at
+from refimpl.reweighting import loss_weighted_objective as objective_of
 from refimpl.reweighting.loss_based import normalized_losses
 from refimpl_conformance import cases_for, check_sample
 
@@ -244,3 +246,123 @@ def test_suite_catches_an_unguarded_spread():
     failed = {sample for sample, _ in _failed_samples(forward)}
     assert {f"all losses equal, {s}" for s in SCORED} <= failed
     assert "spread below the 1e-6 guard" in failed
+
+
+# -- the weighted objective Σ sg[w_i]·ℓ_i -----------------------------------------------
+
+
+def _objective_and_gradient(losses, weights, world_size=1):
+    objective, pullback = refimpl.vjp("loss_weighted_objective", losses, weights, world_size=world_size)
+    (g_losses,) = pullback(np.array(1.0, dtype=losses.dtype))
+    return float(objective), g_losses
+
+
+def test_objective_matches_hand_computed_weighted_sum():
+    # 0.2·1 + 0.3·2 + 0.5·4 = 2.8; times world size 3 = 8.4
+    losses, weights = np.array([1.0, 2.0, 4.0]), np.array([0.2, 0.3, 0.5])
+    assert float(objective_of(losses, weights)) == pytest.approx(2.8, rel=1e-15)
+    assert float(objective_of(losses, weights, world_size=3)) == pytest.approx(8.4, rel=1e-15)
+
+
+def test_objective_gradient_is_the_weights_times_world_size_and_none_for_weights():
+    losses, weights = _losses(6, 5), np.array([0.1, 0.2, 0.3, 0.15, 0.25])
+    objective, pullback = refimpl.vjp("loss_weighted_objective", losses, weights, world_size=4)
+    grads = pullback(np.array(-0.5))
+    assert len(grads) == 1  # the weights are a stop-gradient: no cotangent
+    np.testing.assert_array_equal(grads[0], -0.5 * 4 * weights)
+
+
+@pytest.mark.parametrize("strategy", SCORED)
+def test_objective_gradient_is_invariant_under_a_shift_of_the_losses(strategy):
+    # weights recomputed from ℓ + c are the same, so J shifts by exactly c (Σw = 1) and ∂J/∂ℓ = w is unchanged
+    losses = _losses(7, 10)
+    objective, grad = _objective_and_gradient(losses, weights_of(losses, strategy=strategy, r=0.4))
+    for shift in (-0.5, 3.0, 100.0):
+        shifted = losses + shift
+        shifted_objective, shifted_grad = _objective_and_gradient(
+            shifted, weights_of(shifted, strategy=strategy, r=0.4)
+        )
+        assert shifted_objective == pytest.approx(objective + shift, rel=1e-12)
+        np.testing.assert_allclose(shifted_grad, grad, rtol=1e-11)
+
+
+@pytest.mark.parametrize("strategy", ALL)
+@pytest.mark.parametrize("world_size", [1, 4])
+def test_objective_of_a_batch_of_one_is_its_loss_with_gradient_world_size(strategy, world_size):
+    losses = np.array([2.75])
+    weights = weights_of(losses, strategy=strategy, r=1e-3)
+    objective, grad = _objective_and_gradient(losses, weights, world_size)
+    assert objective == world_size * 2.75
+    np.testing.assert_array_equal(grad, [world_size])
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_objective_of_all_equal_losses_is_that_loss_with_uniform_gradient(strategy):
+    losses = np.full(8, 1.25)
+    objective, grad = _objective_and_gradient(losses, weights_of(losses, strategy=strategy, r=1e-3))
+    assert objective == pytest.approx(1.25, rel=1e-15)
+    np.testing.assert_allclose(grad, np.full(8, 1 / 8), rtol=1e-15)
+
+
+@pytest.mark.parametrize("strategy", SCORED)
+def test_objective_gradient_is_invariant_under_positive_scaling_of_the_losses(strategy):
+    losses = _losses(8, 9)
+    _, grad = _objective_and_gradient(losses, weights_of(losses, strategy=strategy, r=0.3))
+    scaled = 7.0 * losses
+    _, scaled_grad = _objective_and_gradient(scaled, weights_of(scaled, strategy=strategy, r=0.3))
+    np.testing.assert_allclose(scaled_grad, grad, rtol=1e-10)
+
+
+def test_data_parallel_average_of_device_objectives_equals_the_global_objective():
+    # the official code: global weights, each device keeps its slice and multiplies by W;
+    # data-parallel training averages the W device gradients
+    world_size, per_device = 4, 3
+    losses = _losses(9, world_size * per_device)
+    weights = weights_of(losses, strategy="linupper", r=0.4)
+    global_objective, global_grad = _objective_and_gradient(losses, weights)
+    device_objectives, device_grads = [], []
+    for device in range(world_size):
+        part = slice(device * per_device, (device + 1) * per_device)
+        objective, grad = _objective_and_gradient(losses[part], weights[part], world_size)
+        device_objectives.append(objective)
+        device_grads.append(grad)
+    assert np.mean(device_objectives) == pytest.approx(global_objective, rel=1e-14)
+    # the averaged gradient w.r.t. each device's own losses: (1/W)·W·w_dev = w_dev
+    np.testing.assert_allclose(np.concatenate(device_grads) / world_size, global_grad, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_objective_and_gradient_keep_the_input_dtype(dtype):
+    losses = _losses(10, 6).astype(dtype)
+    weights = weights_of(losses, strategy="quadratic", r=0.5)
+    objective, grad = _objective_and_gradient(losses, weights, 2)
+    assert objective_of(losses, weights).dtype == dtype and grad.dtype == dtype
+
+
+# -- the temperature schedule -----------------------------------------------------------
+def test_temperature_is_infinite_before_the_official_1000_burnout_steps_then_the_target():
+    steps = np.array([0, 1, 500, 998, 999, 1000, 1001, 19999])
+    expected = [np.inf] * 5 + [0.4] * 3
+    np.testing.assert_array_equal(temperature_at(steps, target_r=0.4), expected)
+
+
+def test_temperature_without_burnout_is_the_target_from_step_zero():
+    np.testing.assert_array_equal(temperature_at(np.array([0, 7]), target_r=1.0, burnout_steps=0), [1.0, 1.0])
+
+
+def test_warmup_temperature_is_the_uniform_limit_of_the_weights():
+    # r(t) = ∞ during the warm-up: the weights at a huge finite r approach the exact uniform 1/n
+    losses = _losses(11, 7)
+    for strategy in SCORED:
+        np.testing.assert_allclose(
+            weights_of(losses, strategy=strategy, r=1e9),
+            weights_of(losses, strategy="uniform", r=1.0),
+            rtol=1e-8,
+        )
+
+
+def test_schedule_refuses_negative_steps_and_a_zero_target():
+    with pytest.raises(refimpl.InputError, match=r"^loss_reweighting_temperature: argument 'steps'"):
+        temperature_at(np.array([-1]), target_r=1.0)
+    with pytest.raises(refimpl.InputError, match=r"^loss_reweighting_temperature: argument 'target_r'"):
+        temperature_at(np.array([1]), target_r=0.0)

@@ -6,12 +6,21 @@ import numpy as np
 
 from .._op import defop
 from .._papers import LOSS_REWEIGHTING
-from .._spec import Choice, Float, Real
+from .._spec import Choice, Float, Int, Integer, Real
 
-__all__ = ["SPREAD_GUARD", "STRATEGIES", "loss_based_sample_weights", "normalized_losses"]
+__all__ = [
+    "BURNOUT_STEPS",
+    "SPREAD_GUARD",
+    "STRATEGIES",
+    "loss_based_sample_weights",
+    "loss_reweighting_temperature",
+    "loss_weighted_objective",
+    "normalized_losses",
+]
 
 SPREAD_GUARD = 1e-6  # D = max(ℓmax − ℓmin, 1e-6): the official code's guard
 STRATEGIES = ("linupper", "quadratic", "extremes", "identity", "uniform")
+BURNOUT_STEPS = 1000  # the official trainer's default `burnout_steps`, used by every released config
 
 
 def normalized_losses(losses: np.ndarray, delta: float) -> np.ndarray:
@@ -113,3 +122,133 @@ def loss_based_sample_weights(losses, *, strategy, r, delta=1.0):
     e = np.exp((f - f.max()) / dtype(r))
     weights = e / e.sum()
     return weights, None
+
+
+@defop(
+    family="reweighting",
+    paper=LOSS_REWEIGHTING,
+    inputs={
+        "losses": Float("N"),
+        "weights": Float("N"),
+        "world_size": Integer(1),
+    },
+    outputs=("objective",),
+    differentiable=("losses",),
+)
+def loss_weighted_objective(losses, weights, *, world_size=1):
+    r"""The reweighted training objective ``Σ_i sg[w_i]·ℓ_i``: weights held constant.
+
+    The weights of ``loss_based_sample_weights`` are computed from the losses but under a
+    stop-gradient (``torch.no_grad`` in the official code): the model is trained on the
+    weighted sum of its per-sample losses, and the gradient does not flow through the
+    weights. This op is that sum, differentiable in the losses only.
+
+    Forward::
+
+        J = W · Σ_i w_i ℓ_i          (W = world_size)
+
+    Backward. The weights are constants (``sg[w]``), so ``∂J/∂ℓ_i = W·w_i`` and, with the
+    cotangent ``ḡ`` of the scalar J::
+
+        ℓ̄_i = ḡ · W · w_i
+
+    No cotangent is returned for ``weights``: that is the stop-gradient. (A user who wants
+    to differentiate through the weights composes ``loss_based_sample_weights`` themselves;
+    the paper does not.)
+
+    World size. Data-parallel training averages the gradients of the W devices. The official
+    code gathers the losses of the global batch, computes the weights over all of them
+    (Σw = 1 over the global batch), keeps its own device's slice ``w_dev`` and minimizes
+    ``W·Σ_{i∈dev} w_i ℓ_i``, so that the average over devices is ``Σ_{global} w_i ℓ_i``.
+    ``world_size=W`` reproduces that per-device objective on a device's slice; the default
+    W = 1 is the objective on the whole global batch. The official per-device loss also
+    multiplies each term by ``B·n_i/Σ_dev n_k`` (B samples per device, n_i tokens of sample
+    i): a factor of exactly 1 when the samples have equal token counts (packed sequences,
+    as in its experiments); unequal counts are the caller's business (scale ℓ_i first).
+
+    Args:
+        losses: per-sample losses ℓ (n,), float32 or float64 (differentiable).
+        weights: sample weights w (n,), same dtype, held constant (no cotangent), e.g. the
+            output of ``loss_based_sample_weights`` or a device's slice of it.
+        world_size: number of data-parallel devices W ≥ 1 (default 1: the global batch).
+
+    Returns:
+        objective: the scalar ``W·Σ w_i ℓ_i`` (a 0-d array in the dtype of ``losses``).
+
+    Reference: Sow et al., arXiv:2502.06733; official code
+    sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025 (``src/trainer.py``, ``training_step``).
+
+    >>> import numpy as np, refimpl
+    >>> losses, weights = np.array([1.0, 2.0, 4.0]), np.array([0.2, 0.3, 0.5])
+    >>> float(refimpl.reweighting.loss_weighted_objective(losses, weights))
+    2.8
+    >>> _, pullback = refimpl.vjp("loss_weighted_objective", losses, weights, world_size=2)
+    >>> pullback(np.array(1.0))[0]
+    array([0.4, 0.6, 1. ])
+    """
+    dtype = losses.dtype
+    objective = dtype.type(world_size) * (weights * losses).sum()
+    return np.asarray(objective, dtype=dtype), (weights, world_size)
+
+
+@loss_weighted_objective.defvjp
+def loss_weighted_objective_backward(residuals, g_objective):
+    weights, world_size = residuals
+    g_losses = g_objective * (weights.dtype.type(world_size) * weights)
+    return (g_losses,)
+
+
+@defop(
+    family="reweighting",
+    paper=LOSS_REWEIGHTING,
+    inputs={
+        "steps": Int("N", low=0),
+        "target_r": Real(0, low_open=True),
+        "burnout_steps": Integer(0),
+    },
+    outputs=("temperature",),
+)
+def loss_reweighting_temperature(steps, *, target_r, burnout_steps=BURNOUT_STEPS):
+    r"""The temperature r of loss-based reweighting at each training step: ∞, then the target.
+
+    The paper turns reweighting on only once the losses carry information: during the
+    first ``burnout_steps`` optimizer steps every sample gets the same weight, afterwards the
+    weights are ``loss_based_sample_weights(ℓ, r = target_r)`` with a constant temperature.
+    "Same weight" is the r → ∞ limit of the softmax, so the schedule is::
+
+        r(t) = +∞          for t <  burnout_steps     (no reweighting: w = 1/n)
+               target_r    for t >= burnout_steps
+
+    with t the optimizer step counted from 0 (the trainer's ``global_step``). A caller
+    feeds r(t) = ∞ as ``strategy="uniform"`` (whose weights are exactly the limit 1/n) and
+    a finite r(t) as the temperature of the chosen strategy.
+
+    Pinned from the official code (the catalog leaves the schedule to the caller):
+    ``src/trainer.py`` of sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025 skips the
+    reweighting while ``global_step < burnout_steps`` (argument default 1000, and 1000 in
+    every released config) and then uses the constant ``kl_reg`` as r (argument default
+    1.0; the released configs use 1.0 with the quadratic strategy at 124M parameters and
+    0.4 with the quadratic or extremes strategies at 210M/684M). A commented-out variant
+    there lowers r at steps 10000 and 15000; it is not part of the released runs, and
+    this op does not implement it. During the warm-up the official loss is the
+    token-count-weighted mean ``Σ_i (n_i/Σ_k n_k)·ℓ_i`` (= the plain mean for equal
+    token counts).
+
+    Args:
+        steps: optimizer steps t (N,), integers ≥ 0.
+        target_r: the temperature after the warm-up, > 0 (required: 1.0 or 0.4 in the
+            official configs, depending on model size and strategy).
+        burnout_steps: number of initial steps without reweighting, ≥ 0 (default 1000).
+
+    Returns:
+        temperature: r(t) (N,), float64; ``inf`` during the warm-up.
+
+    Reference: Sow et al., arXiv:2502.06733; official code
+    sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025 (``src/trainer.py``, ``config/methods``).
+
+    >>> import numpy as np, refimpl
+    >>> refimpl.reweighting.loss_reweighting_temperature(np.array([0, 999, 1000, 5000]), target_r=0.4)
+    array([inf, inf, 0.4, 0.4])
+    """
+    temperature = np.where(steps < burnout_steps, np.inf, float(target_r))
+    return temperature.astype(np.float64), None

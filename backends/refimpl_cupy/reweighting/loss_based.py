@@ -40,7 +40,12 @@ def _kernels(xp, fuse):
         # subtract the max score: every exponent is <= 0, so exp cannot overflow
         return xp.exp((f - f_max) / r)
 
+    @fuse
+    def weighted_sum(losses, weights):
+        return xp.sum(weights * losses)
+
     return SimpleNamespace(
+        weighted_sum=weighted_sum,
         linupper=linupper,
         quadratic=quadratic,
         extremes=extremes,
@@ -66,4 +71,19 @@ def loss_based_sample_weights_forward(losses, *, strategy, r, delta=1.0):
     return e / e.sum(), None
 
 
-IMPLS = {"loss_based_sample_weights": Impl(loss_based_sample_weights_forward)}
+def loss_weighted_objective_forward(losses, weights, *, world_size=1):
+    """``W·Σ w_i ℓ_i``: one fused multiply-and-reduce kernel; the result stays on the device."""
+    xp = xp_of(losses)
+    total = kernels_for(losses).weighted_sum(losses, weights)
+    return xp.asarray(losses.dtype.type(world_size) * total, dtype=losses.dtype), (weights, world_size)
+
+
+def loss_weighted_objective_backward(residuals, g_objective):
+    weights, world_size = residuals
+    return (g_objective * (weights.dtype.type(world_size) * weights),)
+
+
+IMPLS = {
+    "loss_based_sample_weights": Impl(loss_based_sample_weights_forward),
+    "loss_weighted_objective": Impl(loss_weighted_objective_forward, loss_weighted_objective_backward),
+}

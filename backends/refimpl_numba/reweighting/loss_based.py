@@ -70,4 +70,26 @@ def loss_based_sample_weights_forward(losses, *, strategy, r, delta=1.0):
     return weights, None
 
 
-IMPLS = {"loss_based_sample_weights": Impl(loss_based_sample_weights_forward)}
+@njit(cache=True)
+def _weighted_sum(losses, weights):
+    total = 0.0  # float64 accumulation: a float32 running sum would lose ~n·eps
+    for i in range(losses.shape[0]):
+        total += weights[i] * losses[i]
+    return total
+
+
+def loss_weighted_objective_forward(losses, weights, *, world_size=1):
+    """``W·Σ w_i ℓ_i``: one pass, accumulated in float64, rounded once to the input dtype."""
+    total = _weighted_sum(np.ascontiguousarray(losses), np.ascontiguousarray(weights))
+    return np.asarray(world_size * total, dtype=losses.dtype), (weights, world_size)
+
+
+def loss_weighted_objective_backward(residuals, g_objective):
+    weights, world_size = residuals
+    return (g_objective * (weights.dtype.type(world_size) * weights),)
+
+
+IMPLS = {
+    "loss_based_sample_weights": Impl(loss_based_sample_weights_forward),
+    "loss_weighted_objective": Impl(loss_weighted_objective_forward, loss_weighted_objective_backward),
+}

@@ -139,3 +139,153 @@ register(
         notes=NOTES,
     )
 )
+
+
+# -- the weighted objective Σ sg[w_i]·ℓ_i ----------------------------------------------
+OBJECTIVE_NOTES = {
+    "WORLD_SIZE": "per-device objective W·Σ_dev w_i ℓ_i: a backend that drops W scales the gradient by 1/W",
+    "STOP_GRADIENT": "weights computed from the same losses: the VJP is still w (no term through w)",
+    "ONE_SAMPLE": "n = 1",
+    "LARGE_LOSSES": "losses ~1e4 with a weight spread over 7 orders of magnitude",
+}
+
+
+def _objective_random(rng, N):
+    losses = rng.gamma(2.0, 1.0, size=N) * float(rng.choice([0.1, 1.0, 5.0]))
+    weights = rng.dirichlet(np.full(N, float(rng.choice([0.3, 1.0, 5.0]))))
+    return Sample("random", (losses, weights), {"world_size": int(rng.choice([1, 1, 2, 8]))})
+
+
+def _objective_edges():
+    rng = np.random.default_rng(11)
+    losses = rng.uniform(1, 3, size=9)
+    linupper = np.array(
+        [0.05279, 0.13056, 0.13056, 0.13056, 0.06344, 0.13056, 0.04407, 0.13056, 0.11633]
+    )  # LinUpper-like weights: flat over the hard half
+    return [
+        Sample(
+            "world size 4, a device's slice",
+            (losses[:4], linupper[:4]),
+            {"world_size": 4},
+            flags=("WORLD_SIZE",),
+            comment="the slice's weights sum to < 1; the objective is 4× their weighted sum",
+        ),
+        Sample(
+            "weights from the same losses (linupper, r = 0.4)",
+            (np.array([1.0, 2.0, 4.0, 3.0]), np.array([0.0864, 0.2014, 0.3561, 0.3561])),
+            flags=("STOP_GRADIENT",),
+        ),
+        Sample("one sample", (np.array([2.5]), np.array([1.0])), flags=("ONE_SAMPLE",)),
+        Sample(
+            "losses ~1e4, weights 1e-7..1",
+            (1e4 + rng.uniform(0, 1, size=6), np.array([1e-7, 1e-3, 0.2, 0.3, 0.499899, 1e-4])),
+            flags=("LARGE_LOSSES",),
+        ),
+        Sample("uniform weights", (losses, np.full(9, 1 / 9)), comment="the plain mean of the losses"),
+    ]
+
+
+def _objective_errors():
+    losses, weights = np.array([1.0, 2.0, 3.0]), np.array([0.2, 0.3, 0.5])
+    return [
+        ErrorCase("world_size = 0", (losses, weights), {"world_size": 0}, match=r"'world_size'.*>= 1"),
+        ErrorCase("float world_size", (losses, weights), {"world_size": 2.0}, match=r"'world_size'.*integer"),
+        ErrorCase(
+            "weights of another length",
+            (losses, np.array([0.5, 0.5])),
+            match=r"'weights'.*N = 3",
+        ),
+        ErrorCase(
+            "weights in float32, losses in float64",
+            (losses, weights.astype(np.float32)),
+            match=r"'weights'.*dtype float64",
+        ),
+        ErrorCase("no samples", (np.zeros(0), np.zeros(0)), match="N >= 1"),
+    ]
+
+
+register(
+    OpCases(
+        "loss_weighted_objective",
+        dims={"N": (1, 40)},
+        random=_objective_random,
+        edges=_objective_edges,
+        errors=_objective_errors,
+        notes=OBJECTIVE_NOTES,
+    )
+)
+
+
+# -- the temperature schedule -----------------------------------------------------------
+SCHEDULE_NOTES = {
+    "BOUNDARY": "t = burnout_steps − 1 is still warm-up (∞), t = burnout_steps already uses the "
+    "target (the official `global_step < burnout_steps`)",
+    "NO_WARMUP": "burnout_steps = 0: reweighting from the first step",
+}
+FLOAT64_ONLY = ("float64",)  # integer steps in, float64 temperatures out: no float32 variant
+
+
+def _schedule_random(rng, N):
+    burnout = int(rng.choice([0, 10, 1000]))
+    steps = rng.integers(0, 3 * burnout + 20, size=N)
+    return Sample(
+        "random",
+        (steps,),
+        {"target_r": float(rng.choice([1.0, 0.4, 0.05])), "burnout_steps": burnout},
+        dtypes=FLOAT64_ONLY,
+    )
+
+
+def _schedule_edges():
+    return [
+        Sample(
+            "around the default burnout step",
+            (np.array([0, 998, 999, 1000, 1001, 20000]),),
+            {"target_r": 0.4},
+            flags=("BOUNDARY",),
+            dtypes=FLOAT64_ONLY,
+            comment="[inf, inf, inf, 0.4, 0.4, 0.4]",
+        ),
+        Sample(
+            "no warm-up",
+            (np.array([0, 1, 5]),),
+            {"target_r": 1.0, "burnout_steps": 0},
+            flags=("NO_WARMUP",),
+            dtypes=FLOAT64_ONLY,
+        ),
+        Sample(
+            "int32 steps",
+            (np.array([3, 4, 5], dtype=np.int32),),
+            {"target_r": 0.4, "burnout_steps": 4},
+            dtypes=FLOAT64_ONLY,
+        ),
+    ]
+
+
+def _schedule_errors():
+    steps = np.array([0, 10])
+    return [
+        ErrorCase("negative step", (np.array([-1, 3]),), {"target_r": 1.0}, match=r"'steps'.*values in \[0"),
+        ErrorCase("float steps", (np.array([0.0, 1.0]),), {"target_r": 1.0}, match=r"'steps'.*integer dtype"),
+        ErrorCase("target_r = 0", (steps,), {"target_r": 0.0}, match=r"'target_r'.*> 0"),
+        ErrorCase("infinite target_r", (steps,), {"target_r": float("inf")}, match=r"'target_r'.*finite"),
+        ErrorCase("target_r missing", (steps,), {}, match="target_r"),
+        ErrorCase(
+            "negative burnout_steps",
+            (steps,),
+            {"target_r": 1.0, "burnout_steps": -1},
+            match=r"'burnout_steps'",
+        ),
+    ]
+
+
+register(
+    OpCases(
+        "loss_reweighting_temperature",
+        dims={"N": (1, 20)},
+        random=_schedule_random,
+        edges=_schedule_edges,
+        errors=_schedule_errors,
+        notes=SCHEDULE_NOTES,
+    )
+)
