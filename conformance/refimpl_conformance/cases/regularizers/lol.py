@@ -1,0 +1,333 @@
+"""Conformance cases for LoL: the comparative term, the ranking losses and FLOPS."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, register
+
+
+def _padded_positives(rng, n_queries, n_passages, slots, counts=None):
+    """Rows of distinct passage indices, each with 1..slots entries, padded with −1."""
+    positives = np.full((n_queries, slots), -1, dtype=np.int64)
+    for row in range(n_queries):
+        count = int(rng.integers(1, slots + 1)) if counts is None else counts[row]
+        positives[row, :count] = rng.choice(n_passages, size=count, replace=False)
+    return positives
+
+
+# -- lol_comparative_regularization ---------------------------------------------------------
+LOL_NOTES = {
+    "TIE": "exact ties with m = 0: the forward is the same, the VJP is 0 (default) or ±1/P "
+    "(tie_active=True, the official margin_ranking_loss subgradient)",
+    "ONE_REVISION": "n = 1: no pair, LoL = 0 and a zero gradient (P = 0 must not divide)",
+    "REVERSED": "column order reversed: every satisfied pair becomes violated",
+    "SATISFIED": "losses increasing along every row: LoL = 0, zero gradient",
+    "PAIR_MEAN": "P = Q·n(n−1)/2 counts every pair, active or not (a mean over active pairs differs)",
+}
+
+
+def _lol_random(rng, Q, n):
+    L = rng.gamma(2.0, 1.0, size=(Q, n)) * float(rng.choice([0.1, 1.0, 10.0]))
+    kwargs = {"margin": float(rng.choice([0.0, 0.0, 0.1, 1.0])), "tie_active": bool(rng.integers(2))}
+    return Sample("random", (L,), kwargs)
+
+
+def _lol_edges():
+    rng = np.random.default_rng(21)
+    increasing = np.sort(rng.uniform(0.5, 3.0, size=(4, 3)), axis=1)
+    tied = np.array([[1.0, 1.0, 2.0], [3.0, 3.0, 3.0]])
+    return [
+        Sample("ties, m = 0, default", (tied,), flags=("TIE",), fd=False, comment="a[q, i, j] = 0 on ties"),
+        Sample(
+            "ties, m = 0, tie_active",
+            (tied,),
+            {"tie_active": True},
+            flags=("TIE",),
+            fd=False,
+            comment="row 1: every pair is a tie, gradient [2, 0, −2]/P",
+        ),
+        Sample("one revision per query", (rng.uniform(0, 2, size=(5, 1)),), flags=("ONE_REVISION",)),
+        Sample("one query, one revision", (np.array([[0.7]]),), flags=("ONE_REVISION",)),
+        Sample("losses increase along each row", (increasing,), flags=("SATISFIED",)),
+        Sample(
+            "same losses, columns reversed",
+            (increasing[:, ::-1].copy(),),
+            flags=("REVERSED", "PAIR_MEAN"),
+            comment="every pair violated",
+        ),
+        Sample(
+            "margin 0.5 activates satisfied pairs",
+            (np.array([[1.0, 1.2, 3.0], [2.0, 1.0, 0.0]]),),
+            {"margin": 0.5},
+            flags=("PAIR_MEAN",),
+        ),
+        Sample(
+            "losses ~1e4",
+            (1e4 + rng.uniform(0, 1, size=(3, 4)),),
+            comment="L_i − L_j is exact in float32 (Sterbenz), so float32 agrees",
+        ),
+    ]
+
+
+def _lol_errors():
+    L = np.array([[1.0, 2.0]])
+    return [
+        ErrorCase("1-D losses", (np.array([1.0, 2.0]),), match=r"'L'.*shape \(Q, n\)"),
+        ErrorCase("negative margin", (L,), {"margin": -0.1}, match=r"'margin'.*>= 0"),
+        ErrorCase("tie_active not a bool", (L,), {"tie_active": 1}, match=r"'tie_active'.*bool"),
+        ErrorCase("integer losses", (np.array([[1, 2]]),), match=r"'L'.*float32 or float64"),
+        ErrorCase("no query", (np.zeros((0, 2)),), match="Q >= 1"),
+    ]
+
+
+register(
+    OpCases(
+        "lol_comparative_regularization",
+        dims={"Q": (1, 6), "n": (1, 4)},
+        random=_lol_random,
+        edges=_lol_edges,
+        errors=_lol_errors,
+        notes=LOL_NOTES,
+    )
+)
+
+
+# -- lol_passage_ranking_loss ---------------------------------------------------------------
+PASSAGE_NOTES = {
+    "MASKED_POSITIVE": "a second positive never enters the softmax (masked to −∞, not a negative)",
+    "LABEL_TIE": "two positives with the same lowest similarity: the label is the lowest passage index",
+    "ONLY_LABEL": "every passage but the label is masked: the softmax has one entry, pr = 0",
+    "LARGE_SCORES": "similarities ~±300: the row max must be subtracted (exp overflows otherwise)",
+}
+
+
+def _passage_random(rng, Q, P, V, K):
+    K = min(K, P)
+    queries = rng.standard_normal((Q, V)) * float(rng.choice([0.3, 1.0, 3.0]))
+    corpus = rng.standard_normal((P, V))
+    return Sample("random", (queries, corpus, _padded_positives(rng, Q, P, K)))
+
+
+def _passage_edges():
+    rng = np.random.default_rng(22)
+    corpus = np.array([[2.0, 0.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.5]])
+    queries = np.array([[1.0, 0.0], [1.0, 0.3]])
+    tie_corpus = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.5, 0.5]])  # passages 0 and 2 tie
+    big_queries = 30 * rng.standard_normal((3, 4))
+    big_corpus = 10 * rng.standard_normal((6, 4))
+    return [
+        Sample(
+            "second positive masked",
+            (queries, corpus, np.array([[0, 1], [1, -1]])),
+            flags=("MASKED_POSITIVE",),
+            comment="row 0: label 1 (S = 1 < 2), passage 0 masked",
+        ),
+        Sample(
+            "tie in the lowest-scoring positive",
+            (np.array([[1.0, 0.2]]), tie_corpus, np.array([[2, 0]])),
+            flags=("LABEL_TIE",),
+            fd=False,
+            comment="S[0] = S[2] = 1: label 0 (lowest index, though listed second); FD would flip it",
+        ),
+        Sample(
+            "only the label is left",
+            (queries[:1], corpus, np.array([[0, 1, 3, 2]])),
+            flags=("ONLY_LABEL",),
+            comment="label 3 (S = −1); pr = 0 and a zero gradient",
+        ),
+        Sample(
+            "large similarities",
+            (big_queries, big_corpus, np.array([[0, -1], [3, 5], [1, -1]])),
+            flags=("LARGE_SCORES",),
+            fd_step=1e-7,
+            fd_rtol=1e-5,
+        ),
+        Sample("one passage", (np.array([[0.4, -1.0]]), np.array([[1.0, 2.0]]), np.array([[0]]))),
+    ]
+
+
+def _passage_errors():
+    queries, corpus = np.ones((2, 3)), np.ones((4, 3))
+    return [
+        ErrorCase(
+            "a query without positives",
+            (queries, corpus, np.array([[1, -1], [-1, -1]])),
+            match=r"'positives'.*at least one positive.*row 1",
+        ),
+        ErrorCase(
+            "a passage twice in a row",
+            (queries, corpus, np.array([[1, 1], [0, -1]])),
+            match=r"'positives'.*distinct.*row 0",
+        ),
+        ErrorCase(
+            "index past the corpus",
+            (queries, corpus, np.array([[4], [0]])),
+            match=r"'positives'.*values in \[-1, 4\)",
+        ),
+        ErrorCase(
+            "index below the padding value",
+            (queries, corpus, np.array([[-2], [0]])),
+            match=r"'positives'.*values in \[-1, 4\)",
+        ),
+        ErrorCase(
+            "float positives", (queries, corpus, np.array([[1.0], [0.0]])), match=r"'positives'.*integer"
+        ),
+        ErrorCase(
+            "corpus of another width",
+            (queries, np.ones((4, 2)), np.array([[1], [0]])),
+            match=r"'corpus'.*V = 3",
+        ),
+        ErrorCase(
+            "positives for another number of queries",
+            (queries, corpus, np.array([[1], [0], [2]])),
+            match=r"'positives'.*Q = 2",
+        ),
+    ]
+
+
+register(
+    OpCases(
+        "lol_passage_ranking_loss",
+        dims={"Q": (1, 6), "P": (1, 9), "V": (1, 5), "K": (1, 3)},
+        random=_passage_random,
+        edges=_passage_edges,
+        errors=_passage_errors,
+        notes=PASSAGE_NOTES,
+    )
+)
+
+
+# -- lol_query_ranking_loss ---------------------------------------------------------------
+QUERY_NOTES = {
+    "SHARED_MASKED": "a positive of two groups (more than n owners): the other group's queries are "
+    "masked to −∞; the own group's other revisions stay as competitors",
+    "SHARED_NOT_MASKED": "a passage listed by queries of two groups but by at most n queries in all: "
+    "the official code does not mask (its count test), so neither does the reference",
+    "SHARED_PASSAGE_ROWS": "two rows with the same passage: their gradients add into one column of S̄",
+    "ONE_REVISION": "n = 1: every query is its own group",
+}
+
+
+def _query_random(rng, Q0, n, P, V, K):
+    K = min(K, P)
+    n_queries = Q0 * n
+    queries = rng.standard_normal((n_queries, V)) * float(rng.choice([0.3, 1.0, 3.0]))
+    corpus = rng.standard_normal((P, V))
+    group_positives = _padded_positives(rng, Q0, P, K)
+    positives = np.repeat(group_positives, n, axis=0)  # revisions keep their query's positives
+    return Sample("random", (queries, corpus, positives), {"n_revisions": n})
+
+
+def _query_edges():
+    rng = np.random.default_rng(23)
+    queries = rng.standard_normal((6, 3))
+    corpus = rng.standard_normal((5, 3))
+    shared = np.array([[0, 2], [0, 2], [2, 3], [2, 3], [4, -1], [4, -1]])  # passage 2: groups 0 and 1
+    few_owners = np.array([[0, 2], [0, -1], [2, -1], [3, -1]])  # passage 2: 2 owners, n = 2
+    return [
+        Sample(
+            "positive shared by two groups",
+            (queries, corpus, shared),
+            {"n_revisions": 2},
+            flags=("SHARED_MASKED", "SHARED_PASSAGE_ROWS"),
+            comment="passage 2 has 4 owners > n = 2: rows of group 0 mask queries 2, 3 and vice versa",
+        ),
+        Sample(
+            "shared passage with at most n owners",
+            (queries[:4], corpus, few_owners),
+            {"n_revisions": 2},
+            flags=("SHARED_NOT_MASKED",),
+            comment="passage 2 is listed by queries 0 and 2 only (2 ≤ n): nothing masked",
+        ),
+        Sample(
+            "one revision per query",
+            (queries[:3], corpus, np.array([[0, 1], [1, -1], [4, -1]])),
+            {"n_revisions": 1},
+            flags=("ONE_REVISION", "SHARED_MASKED"),
+            comment="passage 1 has 2 owners > 1: row (0, 1) masks query 1, row (1, 1) masks query 0",
+        ),
+        Sample(
+            "one query",
+            (np.array([[0.5, -0.2]]), np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1]])),
+            {"n_revisions": 1},
+            comment="a softmax over one query: qr = 0",
+        ),
+    ]
+
+
+def _query_errors():
+    queries, corpus = np.ones((4, 3)), np.ones((5, 3))
+    positives = np.array([[0], [0], [1], [1]])
+    return [
+        ErrorCase(
+            "Q not a multiple of n",
+            (queries[:3], corpus, positives[:3]),
+            {"n_revisions": 2},
+            match=r"'queries'.*multiple of n_revisions = 2.*Q = 3",
+        ),
+        ErrorCase(
+            "n_revisions = 0", (queries, corpus, positives), {"n_revisions": 0}, match=r"'n_revisions'.*>= 1"
+        ),
+        ErrorCase("n_revisions missing", (queries, corpus, positives), match="n_revisions"),
+        ErrorCase(
+            "a query without positives",
+            (queries, corpus, np.array([[0], [-1], [1], [1]])),
+            {"n_revisions": 2},
+            match=r"'positives'.*row 1",
+        ),
+    ]
+
+
+register(
+    OpCases(
+        "lol_query_ranking_loss",
+        dims={"Q0": (1, 4), "n": (1, 3), "P": (1, 8), "V": (1, 4), "K": (1, 3)},
+        random=_query_random,
+        edges=_query_edges,
+        errors=_query_errors,
+        notes=QUERY_NOTES,
+    )
+)
+
+
+# -- flops_regularizer ------------------------------------------------------------------------
+FLOPS_NOTES = {
+    "ZEROS": "exact zeros (ReLU'd sparse vectors): sign(0) = 0, the subgradient PyTorch uses; "
+    "central differences agree",
+    "ONE_QUERY": "Q = 1: flops = ‖q‖₂², l1 = ‖q‖₁",
+}
+
+
+def _flops_random(rng, Q, V):
+    queries = rng.standard_normal((Q, V)) * float(rng.choice([0.1, 1.0, 5.0]))
+    return Sample("random", (queries,))
+
+
+def _flops_edges():
+    rng = np.random.default_rng(24)
+    sparse = np.maximum(rng.standard_normal((5, 8)), 0)  # ~half exact zeros, as after a ReLU
+    return [
+        Sample("relu-sparse vectors", (sparse,), flags=("ZEROS",)),
+        Sample("an all-zero term", (np.array([[0.0, 1.0], [0.0, -2.0]]),), flags=("ZEROS",)),
+        Sample("one query", (rng.standard_normal((1, 6)),), flags=("ONE_QUERY",)),
+    ]
+
+
+def _flops_errors():
+    return [
+        ErrorCase("1-D queries", (np.ones(3),), match=r"'queries'.*shape \(Q, V\)"),
+        ErrorCase("no query", (np.zeros((0, 3)),), match="Q >= 1"),
+    ]
+
+
+register(
+    OpCases(
+        "flops_regularizer",
+        dims={"Q": (1, 6), "V": (1, 8)},
+        random=_flops_random,
+        edges=_flops_edges,
+        errors=_flops_errors,
+        notes=FLOPS_NOTES,
+    )
+)
