@@ -1,0 +1,362 @@
+"""Conformance cases for the CRAIG-style coreset ops (Data-Efficient Augmentation).
+
+All five ops are non-differentiable: they are compared on outputs, integer outputs (selected
+indices, cluster assignments, budgets) exactly. The greedy and the weights compute in float64
+whatever the input dtype, so a float32 run sees the same float64 arithmetic on the rounded
+inputs as the reference; what may differ between backends is the summation order of a gain
+(~1e-16 relative), which could flip a selection only at a near tie. The random samples are
+continuous draws (no near ties, checked over thousands of seeds); the exact ties are the edge
+cases, built from duplicated points or exactly equal gains, where every backend must pick the
+lowest index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import refimpl
+
+from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+
+NOTES = {
+    "TIES": "exactly equal gains (duplicated points, or far-apart points whose gains are all exactly 1): "
+    "the lowest index wins, in plain and lazy greedy alike",
+    "WHOLE_CLASS": "k_c = |V_c|: the whole class is selected (submodlib refuses this budget)",
+    "EMPTY_CLASS": "a class with no points (budget 0) or a budget of 0: nothing selected for it",
+    "UNDERFLOW": "far-apart proxies: exp(−D/d) underflows to 0, every gain is exactly 1",
+    "NEGATIVE_SIMILARITY": "a precomputed similarity with negative entries: gains are floored at 0",
+    "ZERO_SIZE": "a selected duplicate of an earlier selected point represents nobody: weight 1 (the fix)",
+    "IGNORED": "CRAIG's kernel gives s = 0 to the farthest pair: that point is ignored (cluster −1)",
+    "SATURATED": "logits ±1e4: a softmax without the max shift overflows",
+}
+
+GREEDY_TOLERANCES = {
+    "float64": Tolerance(rtol=1e-12, atol=1e-13),  # gains: only the summation order may differ
+    "float32": Tolerance(rtol=2e-7, atol=1e-7),  # float64 gains rounded once to float32
+}
+
+
+# -- craig_gradient_proxy ---------------------------------------------------------------------------
+def _proxy_random(rng, n, K, E):
+    z = rng.standard_normal((n, K)) * float(rng.choice([0.5, 3.0, 20.0]))
+    y = rng.integers(0, K, size=n)
+    if rng.random() < 0.5:
+        return Sample("random", (z, y), {"h": rng.standard_normal((n, E)), "use_linear": True})
+    return Sample("random", (z, y))
+
+
+def _proxy_edges():
+    rng = np.random.default_rng(3)
+    return [
+        Sample(
+            "logits ±1e4",
+            (np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]]), np.array([0, 1])),
+            flags=("SATURATED",),
+            comment="p saturates to one-hot: g = 0 for the first row, e_2 − e_1 for the second",
+        ),
+        Sample("one class", (np.array([[0.3], [-2.0]]), np.array([0, 0])), comment="p = 1, g = 0"),
+        Sample(
+            "use_linear with E = 1",
+            (rng.standard_normal((4, 3)), np.array([0, 2, 1, 2])),
+            {"h": rng.standard_normal((4, 1)), "use_linear": True},
+        ),
+    ]
+
+
+def _proxy_errors():
+    z, y = np.zeros((3, 4)), np.array([0, 1, 3])
+    return [
+        ErrorCase("label out of range", (z, np.array([0, 1, 4])), match=r"'y'.*values in \[0, 4\)"),
+        ErrorCase("use_linear without h", (z, y), {"use_linear": True}, match=r"'h'.*use_linear=True"),
+        ErrorCase("h without use_linear", (z, y), {"h": np.zeros((3, 2))}, match=r"'h'.*None unless"),
+        ErrorCase(
+            "h with another row count", (z, y), {"h": np.zeros((2, 2)), "use_linear": True}, match=r"'h'"
+        ),
+        ErrorCase("float labels", (z, np.array([0.0, 1.0, 2.0])), match=r"'y'.*integer dtype"),
+        ErrorCase("integer logits", (np.zeros((3, 4), dtype=np.int64), y), match="float32 or float64"),
+    ]
+
+
+register(
+    OpCases(
+        "craig_gradient_proxy",
+        dims={"n": (1, 12), "K": (1, 6), "E": (1, 4)},
+        random=_proxy_random,
+        edges=_proxy_edges,
+        errors=_proxy_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- facility_location_similarity -------------------------------------------------------------------
+def _similarity_random(rng, n, d):
+    g = rng.standard_normal((n, d)) * float(rng.choice([0.1, 1.0, 5.0]))
+    kernel = str(rng.choice(["submodlib_euclidean", "craig_max_minus_distance"]))
+    return Sample("random", (g,), {"kernel": kernel, "block_size": int(rng.integers(1, n + 2))})
+
+
+def _similarity_edges():
+    return [
+        Sample("3-4-5 pair", (np.array([[0.0, 0.0], [3.0, 4.0]]),), comment="s_01 = exp(−5/2)"),
+        Sample(
+            "identical points, CRAIG kernel",
+            (np.ones((3, 2)),),
+            {"kernel": "craig_max_minus_distance"},
+            comment="max D = 0: the similarity is all zeros",
+        ),
+        Sample("far-apart points", (np.arange(4.0)[:, None] * 1e3,), flags=("UNDERFLOW",)),
+    ]
+
+
+def _similarity_errors():
+    return [
+        ErrorCase("NaN proxy", (np.array([[0.0], [np.nan]]),), match=r"'g'.*finite"),
+        ErrorCase("unknown kernel", (np.zeros((2, 2)),), {"kernel": "cosine"}, match=r"'kernel'.*one of"),
+        ErrorCase("block_size 0", (np.zeros((2, 2)),), {"block_size": 0}, match=r"'block_size'.*>= 1"),
+        ErrorCase("a vector", (np.zeros(3),), match=r"'g'.*shape \(n, d\)"),
+    ]
+
+
+register(
+    OpCases(
+        "facility_location_similarity",
+        dims={"n": (1, 12), "d": (1, 5)},
+        random=_similarity_random,
+        edges=_similarity_edges,
+        errors=_similarity_errors,
+        tolerances={"float64": Tolerance(rtol=1e-14, atol=1e-15)},
+        notes=NOTES,
+    )
+)
+
+
+# -- facility_location_greedy -----------------------------------------------------------------------
+def _labelled_points(rng, n, d, C):
+    g = rng.standard_normal((n, d)) * float(rng.choice([0.3, 1.0, 4.0]))
+    y = rng.integers(0, C, size=n)
+    counts = np.bincount(y, minlength=C)
+    budgets = np.array([rng.integers(0, count + 1) for count in counts])
+    return g, y, budgets
+
+
+def _greedy_random(rng, n, d, C):
+    g, y, budgets = _labelled_points(rng, n, d, C)
+    kernel = str(rng.choice(["submodlib_euclidean", "craig_max_minus_distance", "precomputed"]))
+    if kernel == "precomputed":
+        g = refimpl.data_selection.facility_location_similarity(g)
+    kwargs = {"kernel": kernel, "lazy": bool(rng.random() < 0.5), "block_size": int(rng.integers(1, n + 2))}
+    return Sample("random", (g, y, budgets), kwargs)
+
+
+def _greedy_edges():
+    rng = np.random.default_rng(7)
+    duplicated = np.repeat(rng.standard_normal((3, 2)), 2, axis=0)[[0, 2, 4, 1, 3, 5]]  # rows i and i+3 equal
+    negative = rng.standard_normal((6, 6))
+    return [
+        Sample(
+            "duplicated points, lazy",
+            (duplicated, np.zeros(6, dtype=np.int64), np.array([5])),
+            flags=("TIES",),
+            comment="each duplicate pair has equal gains: the lower index is taken first",
+        ),
+        Sample(
+            "duplicated points, plain",
+            (duplicated, np.zeros(6, dtype=np.int64), np.array([5])),
+            {"lazy": False, "block_size": 2},
+            flags=("TIES",),
+        ),
+        Sample(
+            "far-apart points: every gain is 1",
+            (np.arange(5.0)[::-1, None] * 1e3, np.zeros(5, dtype=np.int64), np.array([3])),
+            flags=("TIES", "UNDERFLOW"),
+            comment="exp(−1000) = 0: the selection is 0, 1, 2",
+        ),
+        Sample(
+            "whole class and an empty budget",
+            (rng.standard_normal((7, 3)), np.array([0, 1, 0, 1, 0, 1, 1]), np.array([3, 0])),
+            flags=("WHOLE_CLASS", "EMPTY_CLASS"),
+        ),
+        Sample(
+            "a class with no points",
+            (rng.standard_normal((4, 2)), np.array([0, 2, 2, 0]), np.array([1, 0, 2])),
+            {"kernel": "craig_max_minus_distance"},
+            flags=("EMPTY_CLASS", "WHOLE_CLASS"),
+        ),
+        Sample(
+            "precomputed similarity with negative entries",
+            (negative, np.zeros(6, dtype=np.int64), np.array([4])),
+            {"kernel": "precomputed", "lazy": False},
+            flags=("NEGATIVE_SIMILARITY",),
+        ),
+        Sample(
+            "single point",
+            (np.array([[0.5, -1.0]]), np.array([0]), np.array([1])),
+            flags=("WHOLE_CLASS",),
+        ),
+    ]
+
+
+def _greedy_errors():
+    g, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
+    return [
+        ErrorCase(
+            "budget above the class size", (g, y, np.array([3, 1])), match=r"'budgets'.*k_0 = 3 > \|V_0\| = 2"
+        ),
+        ErrorCase("negative budget", (g, y, np.array([-1, 1])), match=r"'budgets'.*values in \[0"),
+        ErrorCase(
+            "label outside the budgets", (g, np.array([0, 0, 2, 1]), np.array([1, 1])), match=r"'y'.*\[0, 2\)"
+        ),
+        ErrorCase(
+            "non-square precomputed similarity",
+            (g, y, np.array([1, 1])),
+            {"kernel": "precomputed"},
+            match=r"'g'.*square",
+        ),
+        ErrorCase(
+            "NaN proxy", (np.array([[0.0], [np.nan]]), np.array([0, 0]), np.array([1])), match=r"'g'.*finite"
+        ),
+        ErrorCase("lazy as an int", (g, y, np.array([1, 1])), {"lazy": 1}, match=r"'lazy'.*a bool"),
+        ErrorCase("float budgets", (g, y, np.array([1.0, 1.0])), match=r"'budgets'.*integer dtype"),
+    ]
+
+
+register(
+    OpCases(
+        "facility_location_greedy",
+        dims={"n": (1, 30), "d": (1, 5), "C": (1, 3)},
+        random=_greedy_random,
+        edges=_greedy_edges,
+        errors=_greedy_errors,
+        tolerances=GREEDY_TOLERANCES,
+        notes=NOTES,
+    )
+)
+
+
+# -- coreset_cluster_weights ------------------------------------------------------------------------
+def _weights_random(rng, n, d, C):
+    g, y, budgets = _labelled_points(rng, n, d, C)
+    kernel = str(rng.choice(["submodlib_euclidean", "craig_max_minus_distance", "precomputed"]))
+    if kernel == "precomputed":
+        g = refimpl.data_selection.facility_location_similarity(g)
+    indices, _ = refimpl.data_selection.facility_location_greedy(g, y, budgets, kernel=kernel)
+    kwargs = {
+        "kernel": kernel,
+        "normalize": bool(rng.random() < 0.7),
+        "block_size": int(rng.integers(1, n + 2)),
+    }
+    return Sample("random", (g, y, indices), kwargs)
+
+
+def _weights_edges():
+    rng = np.random.default_rng(9)
+    points = rng.standard_normal((5, 2))
+    return [
+        Sample(
+            "a selected duplicate represents nobody",
+            (np.vstack([points, points[1:2]]), np.zeros(6, dtype=np.int64), np.array([1, 5, 3])),
+            {"normalize": False},
+            flags=("ZERO_SIZE",),
+            comment="5 duplicates 1, selected after it: its cluster is empty, its weight 1",
+        ),
+        Sample(
+            "CRAIG kernel ignores the farthest point",
+            (np.array([[0.0], [1.0], [10.0]]), np.zeros(3, dtype=np.int64), np.array([0])),
+            {"kernel": "craig_max_minus_distance", "normalize": False},
+            flags=("IGNORED",),
+            comment="s(10, 0) = max D − D = 0: point 2 has cluster −1; γ = [2]",
+        ),
+        Sample(
+            "a class without selected points",
+            (points, np.array([0, 1, 0, 1, 0]), np.array([2])),
+            flags=("EMPTY_CLASS",),
+            comment="class 1's points are ignored",
+        ),
+        Sample("nothing selected", (points, np.zeros(5, dtype=np.int64), np.zeros(0, dtype=np.int64))),
+    ]
+
+
+def _weights_errors():
+    g, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
+    return [
+        ErrorCase("repeated index", (g, y, np.array([1, 1])), match=r"'indices'.*distinct"),
+        ErrorCase("index out of range", (g, y, np.array([4])), match=r"'indices'.*\[0, 4\)"),
+        ErrorCase(
+            "non-square precomputed", (g, y, np.array([0])), {"kernel": "precomputed"}, match=r"'g'.*square"
+        ),
+        ErrorCase("negative label", (g, np.array([0, -1, 1, 1]), np.array([0])), match=r"'y'.*\[0"),
+    ]
+
+
+register(
+    OpCases(
+        "coreset_cluster_weights",
+        dims={"n": (1, 30), "d": (1, 5), "C": (1, 3)},
+        random=_weights_random,
+        edges=_weights_edges,
+        errors=_weights_errors,
+        tolerances=GREEDY_TOLERANCES,
+        notes=NOTES,
+    )
+)
+
+
+# -- class_budget_split ------------------------------------------------------------------------------
+def _split_random(rng, C, size):
+    counts = rng.integers(0, size + 1, size=C)
+    counts[rng.integers(0, C)] += 1  # N >= 1
+    budget = int(rng.integers(0, counts.sum() + 1))
+    return Sample(
+        "random", (counts, rng.permutation(C)), {"budget": budget, "equal_num": bool(rng.random() < 0.5)}
+    )
+
+
+def _split_edges():
+    counts = np.array([500, 500, 30, 500])
+    return [
+        Sample(
+            "one minority class (official divisor)",
+            (counts, np.arange(4)),
+            {"budget": 200},
+            comment="q = 50, extra = 20, |M| = 1: the others get 70 each, class 2 keeps 30",
+        ),
+        Sample("B = 0", (counts, np.arange(4)), {"budget": 0}),
+        Sample("B = N, proportional", (counts, np.array([3, 1, 0, 2])), {"budget": 1530, "equal_num": False}),
+        Sample(
+            "proportional with decrements",
+            (np.array([3, 3, 3]), np.array([2, 0, 1])),
+            {"budget": 4, "equal_num": False},
+            comment="⌈3·4/9⌉ = 2 each: two too many, classes 2 and 0 lose one",
+        ),
+        Sample(
+            "an empty class", (np.array([0, 10, 10]), np.array([0, 1, 2])), {"budget": 6, "equal_num": False}
+        ),
+    ]
+
+
+def _split_errors():
+    counts = np.array([3, 4])
+    return [
+        ErrorCase("budget above N", (counts, np.arange(2)), {"budget": 8}, match=r"'budget'.*B <= n"),
+        ErrorCase(
+            "not a permutation",
+            (counts, np.array([1, 1])),
+            {"budget": 2},
+            match=r"'decrement_order'.*permutation",
+        ),
+        ErrorCase("negative count", (np.array([-1, 4]), np.arange(2)), {"budget": 2}, match=r"'counts'.*\[0"),
+        ErrorCase("budget missing", (counts, np.arange(2)), match=r"budget"),
+    ]
+
+
+register(
+    OpCases(
+        "class_budget_split",
+        dims={"C": (1, 6), "size": (0, 40)},
+        random=_split_random,
+        edges=_split_edges,
+        errors=_split_errors,
+        notes=NOTES,
+    )
+)
