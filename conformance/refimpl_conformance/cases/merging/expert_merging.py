@@ -1,0 +1,242 @@
+"""Conformance cases for Expert Merging: `task_vector`, `expert_merging`,
+`expert_merging_coefficient_regularizer` and `hidden_state_mse`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, register
+
+LOGIT_0_1 = float(np.log(0.1 / 0.9))  # the official initialization a = logit(0.1)
+
+NOTES = {
+    "FEWER_CHUNKS": "official chunks of ⌈n/C⌉ give fewer than C chunks: the extra coefficients "
+    "must be ignored (zero gradient), not wrapped around or given the remainder",
+    "EVEN_SPLIT": "exactly C chunks, the first n mod C one element larger (numpy.array_split)",
+    "EMPTY_CHUNKS": "C > n: some chunks are empty; their coefficients get exactly zero gradient",
+    "LAYER_WISE": "C = 1: one coefficient per expert for the whole tensor",
+    "SATURATED": "a = ±40: sigmoid(a) must not overflow and α(1 − α) must not cancel to 0 for a > 0",
+    "SCALAR_PARAMETER": "a 0-d parameter tensor (n = 1)",
+    "KINK": "α = 0.1 exactly is the kink of |α − 0.1|: the subgradient sign(0) = 0",
+}
+
+
+def _shape_with(rng, n):
+    """A random shape holding n elements: (n,), (n//d, d) or (d, 1, n//d) for a divisor d."""
+    divisors = [d for d in range(1, n + 1) if n % d == 0]
+    d = int(rng.choice(divisors))
+    return [(n,), (n // d, d), (d, 1, n // d)][int(rng.integers(0, 3))]
+
+
+# -- task_vector ----------------------------------------------------------------------------
+def _task_vector_random(rng, n):
+    shape = _shape_with(rng, n)
+    return Sample("random", (rng.standard_normal(shape), rng.standard_normal(shape)))
+
+
+register(
+    OpCases(
+        "task_vector",
+        dims={"n": (1, 12)},
+        random=_task_vector_random,
+        edges=lambda: [
+            Sample("0-d parameter", (np.array(1.5), np.array(-0.25)), flags=("SCALAR_PARAMETER",)),
+            Sample("expert equals base: τ = 0", (np.ones((2, 3)), np.ones((2, 3)))),
+        ],
+        errors=lambda: [
+            ErrorCase("shapes differ", (np.zeros((2, 3)), np.zeros((3, 2))), match="leading"),
+            ErrorCase("mixed dtypes", (np.zeros(3), np.zeros(3, np.float32)), match="nothing is cast"),
+            ErrorCase("integer parameters", (np.zeros(3, int), np.zeros(3, int)), match="float32 or float64"),
+        ],
+        notes=NOTES,
+    )
+)
+
+
+# -- expert_merging -----------------------------------------------------------------------------
+def _merge_sample(name, theta, taus, a, official=True, **extra):
+    return Sample(name, (theta, np.stack(taus, axis=-1), a), {"official_chunking": official}, **extra)
+
+
+def _merge_random(rng, n, K, C):  # noqa: N803 - dimension names as in the specs
+    shape = _shape_with(rng, n)
+    theta = rng.standard_normal(shape)
+    taus = [rng.standard_normal(shape) * rng.choice([0.1, 1.0]) for _ in range(K)]
+    a = rng.standard_normal((K, C)) * 2 + LOGIT_0_1 * rng.choice([0.0, 1.0])
+    return _merge_sample("random", theta, taus, a, bool(rng.integers(0, 2)))
+
+
+def _merge_edges():
+    rng = np.random.default_rng(11)
+
+    def draw(n, K, C):  # noqa: N803
+        return rng.standard_normal(n), [rng.standard_normal(n) for _ in range(K)], rng.standard_normal((K, C))
+
+    theta5, taus5, a5 = draw(5, 2, 4)
+    theta3, taus3, a3 = draw(3, 2, 5)
+    theta12 = rng.standard_normal((3, 4))
+    taus12 = [rng.standard_normal((3, 4)) for _ in range(3)]
+    return [
+        _merge_sample(
+            "n = 5, C = 4, official: 3 chunks of 2, 2, 1",
+            theta5,
+            taus5,
+            a5,
+            flags=("FEWER_CHUNKS",),
+            comment="the 4th coefficient of each expert is unused: its gradient is exactly 0",
+        ),
+        _merge_sample(
+            "n = 5, C = 4, even split: 2, 1, 1, 1", theta5, taus5, a5, False, flags=("EVEN_SPLIT",)
+        ),
+        _merge_sample("n = 3, C = 5, official: 3 chunks of 1", theta3, taus3, a3, flags=("EMPTY_CHUNKS",)),
+        _merge_sample(
+            "n = 3, C = 5, even split: 1, 1, 1, 0, 0", theta3, taus3, a3, False, flags=("EMPTY_CHUNKS",)
+        ),
+        _merge_sample(
+            "one chunk (layer-wise), (3, 4) parameter, K = 3",
+            theta12,
+            taus12,
+            rng.standard_normal((3, 1)),
+            flags=("LAYER_WISE",),
+        ),
+        _merge_sample(
+            "official initialization a = logit(0.1)",
+            theta12,
+            taus12,
+            np.full((3, 2), LOGIT_0_1),
+        ),
+        _merge_sample(
+            "saturated coefficients a = ±40",
+            theta12,
+            taus12,
+            np.array([[40.0, -40.0, 0.0], [-40.0, 40.0, 2.0], [35.0, -35.0, -2.0]]),
+            flags=("SATURATED",),
+            fd=False,
+            comment="α(1 − α) ≈ 4e-18: central differences cannot resolve it; values must stay finite",
+        ),
+        _merge_sample(
+            "0-d parameter, K = 2",
+            np.array(0.5),
+            [np.array(1.0), np.array(-2.0)],
+            np.array([[0.3], [-1.2]]),
+            flags=("SCALAR_PARAMETER",),
+        ),
+    ]
+
+
+def _merge_errors():
+    theta, taus = np.zeros((2, 3)), np.zeros((2, 3, 2))
+    return [
+        ErrorCase("a for 3 experts, 2 task vectors", (theta, taus, np.zeros((3, 1))), match="K = 2"),
+        ErrorCase(
+            "task vectors stacked on the first axis",
+            (theta, np.zeros((2, 2, 3)), np.zeros((2, 1))),
+            match="leading",
+        ),
+        ErrorCase("1-D coefficients", (theta, taus, np.zeros(2)), match=r"shape \(K, C\)"),
+        ErrorCase("zero chunks", (theta, taus, np.zeros((2, 0))), match="C >= 1"),
+        ErrorCase("infinite coefficient", (theta, taus, np.array([[0.0], [-np.inf]])), match="finite"),
+        ErrorCase("nan coefficient", (theta, taus, np.array([[np.nan], [0.0]])), match="finite"),
+        ErrorCase(
+            "float32 coefficients with float64 parameters",
+            (theta, taus, np.zeros((2, 1), np.float32)),
+            match="nothing is cast",
+        ),
+        ErrorCase(
+            "official_chunking as a string",
+            (theta, taus, np.zeros((2, 1))),
+            {"official_chunking": "yes"},
+            match="a bool",
+        ),
+    ]
+
+
+register(
+    OpCases(
+        "expert_merging",
+        dims={"n": (1, 12), "K": (1, 3), "C": (1, 5)},
+        random=_merge_random,
+        edges=_merge_edges,
+        errors=_merge_errors,
+        notes=NOTES,
+    )
+)
+
+
+# -- expert_merging_coefficient_regularizer ---------------------------------------------------------
+def _regularizer_random(rng, K, M):  # noqa: N803
+    a = rng.standard_normal((K, M)) * 2 + LOGIT_0_1
+    weight = float(rng.choice([0.1, 1.0, 0.0]))
+    return Sample("random", (a,), {"weight": weight, "num_experts": K})
+
+
+def _regularizer_edges():
+    return [
+        Sample(
+            "published example: α = 0.5, 0.5, 0.5, ≈0",
+            (np.array([[0.0, 0.0], [0.0, -40.0]]),),
+            {"num_experts": 2},
+            comment="loss 0.1·(3·0.4 + 0.1)/2 = 0.065",
+        ),
+        Sample(
+            "a = logit(0.1) exactly (the kink)",
+            (np.full((2, 3), LOGIT_0_1),),
+            {"num_experts": 2},
+            flags=("KINK",),
+            fd=False,
+            dtypes=("float64",),
+            comment="α rounds to within an ulp of 0.1; |·| has no derivative there",
+        ),
+        Sample(
+            "saturated a = ±40, flat (K·M,) layout",
+            (np.array([40.0, -40.0, 1.0, -3.0, 38.0, -0.5]),),
+            {"num_experts": 3, "weight": 1.0},
+            flags=("SATURATED",),
+            fd=False,
+        ),
+        Sample("target 0.5, one coefficient", (np.array([[0.7]]),), {"num_experts": 1, "target": 0.5}),
+    ]
+
+
+register(
+    OpCases(
+        "expert_merging_coefficient_regularizer",
+        dims={"K": (1, 3), "M": (1, 5)},
+        random=_regularizer_random,
+        edges=_regularizer_edges,
+        errors=lambda: [
+            ErrorCase("K does not divide a.size", (np.zeros((2, 3)),), {"num_experts": 4}, match="divisor"),
+            ErrorCase("num_experts = 0", (np.zeros(2),), {"num_experts": 0}, match=">= 1"),
+            ErrorCase("negative weight", (np.zeros(2),), {"num_experts": 1, "weight": -0.1}, match=">= 0"),
+            ErrorCase("target above 1", (np.zeros(2),), {"num_experts": 1, "target": 1.5}, match="<= 1"),
+            ErrorCase("nan coefficient", (np.array([np.nan, 0.0]),), {"num_experts": 1}, match="finite"),
+            ErrorCase("num_experts missing", (np.zeros(2),), match="num_experts"),
+        ],
+        notes=NOTES,
+    )
+)
+
+
+# -- hidden_state_mse -------------------------------------------------------------------------------
+def _mse_random(rng, L, B, D):  # noqa: N803
+    h_expert = rng.standard_normal((L, B, D))
+    return Sample("random", (h_expert + 0.3 * rng.standard_normal((L, B, D)), h_expert))
+
+
+register(
+    OpCases(
+        "hidden_state_mse",
+        dims={"L": (1, 3), "B": (1, 3), "D": (1, 5)},
+        random=_mse_random,
+        edges=lambda: [
+            Sample("equal hidden states: loss 0", (np.ones((2, 3)), np.ones((2, 3)))),
+            Sample("known value 2.5", (np.array([[1.0, 2.0]]), np.array([[0.0, 0.0]]))),
+            Sample("0-d", (np.array(3.0), np.array(1.0))),
+        ],
+        errors=lambda: [
+            ErrorCase("shapes differ", (np.zeros((2, 3)), np.zeros((2, 4))), match="leading"),
+            ErrorCase("empty", (np.zeros((0, 3)), np.zeros((0, 3))), match="non-empty"),
+        ],
+        notes=NOTES,
+    )
+)
