@@ -1,0 +1,97 @@
+"""Shared numerical building blocks of the reference, each with its backward written once.
+
+Most losses and weighting rules are made of the same few pieces: a stable log-sum-exp, the
+softmax and its VJP, softplus and ``log σ``, a guarded L2 normalization. They live here so
+every op states them the same way and a fix lands everywhere. All functions work over the
+last axis, keep the input dtype and never overflow for finite inputs.
+
+Derivations (ā is the cotangent of the output a):
+
+* ``lse(z) = m + log Σ_j exp(z_j − m)`` with ``m = max_j z_j``; ``∂lse/∂z = softmax(z)``.
+* ``p = softmax(z)``: ``z̄ = p ⊙ (p̄ − ⟨p, p̄⟩)`` (the softmax VJP).
+* ``log_softmax(z) = z − lse(z)``: ``z̄ = ā − p·Σ_j ā_j``.
+* ``softplus(u) = max(u, 0) + log1p(exp(−|u|))``; ``softplus' = σ(u)``.
+* ``log σ(u) = −softplus(−u)``; ``(log σ)' = σ(−u) = 1 − σ(u)``.
+* ``ẑ = z/‖z‖``: ``z̄ = (ẑ̄ − ẑ⟨ẑ, ẑ̄⟩)/‖z‖`` (the projection ``(I − ẑẑᵀ)/‖z‖``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "l2_normalize",
+    "l2_normalize_backward",
+    "log_sigmoid",
+    "log_softmax",
+    "log_softmax_backward",
+    "logsumexp",
+    "sigmoid",
+    "softmax",
+    "softmax_backward",
+    "softplus",
+]
+
+
+def logsumexp(z: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """``log Σ exp(z)`` over ``axis``; the max is subtracted first, so exp cannot overflow.
+
+    A row of all ``-inf`` gives ``-inf`` (never NaN).
+    """
+    m = z.max(axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf row
+        out = np.log(np.exp(z - m).sum(axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """``z − logsumexp(z)`` over the last axis."""
+    return z - logsumexp(z, keepdims=True)
+
+
+def log_softmax_backward(p: np.ndarray, g_out: np.ndarray) -> np.ndarray:
+    """VJP of ``log_softmax`` given ``p = softmax(z)``: ``ā − p·Σ_j ā_j``."""
+    return g_out - p * g_out.sum(axis=-1, keepdims=True)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """``exp(z − lse(z))`` over the last axis; rows sum to 1."""
+    e = np.exp(z - z.max(axis=-1, keepdims=True))  # subtract the row max: exp cannot overflow
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def softmax_backward(p: np.ndarray, g_p: np.ndarray) -> np.ndarray:
+    """VJP of ``softmax`` given its output ``p``: ``p ⊙ (p̄ − ⟨p, p̄⟩)``."""
+    return p * (g_p - (g_p * p).sum(axis=-1, keepdims=True))
+
+
+def softplus(u: np.ndarray) -> np.ndarray:
+    """``log(1 + exp(u))`` as ``max(u, 0) + log1p(exp(−|u|))``: no overflow for large ``u``."""
+    return np.maximum(u, 0) + np.log1p(np.exp(-np.abs(u)))
+
+
+def sigmoid(u: np.ndarray) -> np.ndarray:
+    """``1/(1 + exp(−u))`` without overflow: ``exp`` only ever sees ``−|u|``."""
+    e = np.exp(-np.abs(u))
+    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def log_sigmoid(u: np.ndarray) -> np.ndarray:
+    """``log σ(u) = −softplus(−u)``."""
+    return -softplus(-u)
+
+
+def l2_normalize(z: np.ndarray, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(z/max(‖z‖, eps), ‖z‖ clamped)`` over the last axis.
+
+    ``eps`` is the guard of the op that calls it (``F.normalize`` uses 1e-12); with
+    ``eps = 0`` a zero row must have been rejected before.
+    """
+    norm = np.maximum(np.sqrt((z * z).sum(axis=-1, keepdims=True)), z.dtype.type(eps))
+    return z / norm, norm
+
+
+def l2_normalize_backward(z_hat: np.ndarray, norm: np.ndarray, g_z_hat: np.ndarray) -> np.ndarray:
+    """VJP of ``z/‖z‖``: ``(ẑ̄ − ẑ⟨ẑ, ẑ̄⟩)/‖z‖`` (where the clamp is inactive)."""
+    return (g_z_hat - z_hat * (z_hat * g_z_hat).sum(axis=-1, keepdims=True)) / norm
