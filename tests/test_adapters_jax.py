@@ -30,3 +30,12 @@ def test_a_wrong_jax_gradient_is_caught():
 
     failures = check("stablemax_cross_entropy", softmax_habit, framework="jax").failures
     assert failures and "forward" in {f.check for f in failures}
+
+
+def test_a_jax_layer_norm_with_eps_outside_the_square_root_is_caught():
+    def eps_outside(x, gamma, beta, eps):
+        mu = x.mean(-1, keepdims=True)
+        return gamma * (x - mu) / (jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True)) + eps) + beta
+
+    failures = check("layer_norm", eps_outside, framework="jax").failures
+    assert failures and "forward" in {f.check for f in failures}
