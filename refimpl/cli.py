@@ -286,12 +286,12 @@ def cmd_export(args: argparse.Namespace, out: _Out) -> int:
 
 # -- bench ------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
-    from refimpl_conformance.bench import BENCH_CASES, bench
+    from refimpl_conformance.bench import bench, bench_case, bench_ops
 
-    ops = args.op or list(BENCH_CASES)
-    unknown = [name for name in ops if name not in BENCH_CASES]
+    ops = args.op or bench_ops()
+    unknown = [name for name in ops if bench_case(name) is None]
     if unknown:
-        out.print(f"no benchmark for {', '.join(unknown)}; benchmarks exist for {', '.join(BENCH_CASES)}")
+        out.print(f"no benchmark for {', '.join(unknown)}; benchmarks exist for {', '.join(bench_ops())}")
         return 2
     shape = tuple(int(n) for n in args.shape.lower().split("x"))
     report = bench(ops, args.backend, shape, args.dtype, args.repeat, torch_baseline=not args.no_torch)

@@ -27,7 +27,7 @@ import numpy as np
 
 import refimpl
 
-__all__ = ["BenchCase", "BenchResult", "bench", "copy_bandwidth", "BENCH_CASES"]
+__all__ = ["BenchCase", "BenchResult", "bench", "bench_case", "bench_ops", "copy_bandwidth", "BENCH_CASES"]
 
 
 @dataclass
@@ -36,7 +36,7 @@ class BenchCase:
 
     op: str
     make: Callable[[tuple[int, ...], str, np.random.Generator], tuple[tuple, dict, Any]]
-    bytes_moved: Callable[[tuple[int, ...], int], int]
+    bytes_moved: Callable[[tuple[int, ...], int], int] | None = None  # None: counted from the inputs
     torch: Callable[..., Callable[[], None]] | None = None
     torch_label: str = ""
 
@@ -129,6 +129,69 @@ BENCH_CASES: dict[str, BenchCase] = {
         torch_label="torch.nn.functional.cross_entropy (softmax; the fused loss users have)",
     ),
 }
+
+
+def _classification_loss_case(op_name: str) -> BenchCase | None:
+    """A bench case for a differentiable loss over (B, K) logits, built from its conformance
+    sampler at the benchmark's size (valid inputs by construction; ``reduction`` left at its
+    default). The PyTorch baseline is the fused softmax cross-entropy on the same (B, K)
+    logits: the speed a user has today, not the same loss."""
+    from ._cases import all_cases
+
+    cases = all_cases().get(op_name)
+    op = refimpl.get(op_name)
+    if cases is None or not op.differentiable or set(cases.dims) != {"B", "K"}:
+        return None
+
+    def make(shape, dtype, rng):
+        sample = cases.random(rng, B=shape[0], K=shape[-1])
+        args = tuple(
+            a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in sample.args
+        )
+        kwargs = {k: v for k, v in sample.kwargs.items() if k != "reduction"}
+        outputs = op(*args, **kwargs)
+        first = outputs[0] if isinstance(outputs, tuple) else outputs
+        cotangent = np.ones_like(np.asarray(first))
+        return args, kwargs, cotangent
+
+    def torch_step(torch, args, kwargs, cotangent):
+        z = next(a for a in args if isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype.kind == "f")
+        labels = np.random.default_rng(1).integers(0, z.shape[1], size=z.shape[0])
+        return _cross_entropy_torch(torch, z, labels, cotangent)
+
+    return BenchCase(
+        op_name,
+        make,
+        torch=torch_step,
+        torch_label="torch.nn.functional.cross_entropy (softmax; the fused loss users have)",
+    )
+
+
+def bench_case(op_name: str) -> BenchCase | None:
+    """The bench case of ``op_name``: hand-written above, or derived for a (B, K) loss."""
+    if op_name in BENCH_CASES:
+        return BENCH_CASES[op_name]
+    return _classification_loss_case(op_name)
+
+
+def bench_ops() -> list[str]:
+    """Ops with a benchmark: the hand-written cases, then every (B, K) differentiable loss or
+    reweighting rule that some non-reference backend implements."""
+    names = list(BENCH_CASES)
+    fast = set()
+    for name in refimpl.backends():
+        if name == "numpy":
+            continue
+        try:
+            backend = refimpl.backend(name)
+        except ImportError:
+            continue
+        fast |= {op.name for op in refimpl.ops() if backend.supports(op.name)}
+    for op in refimpl.ops():
+        if op.name in fast and op.name not in names and op.family in ("losses", "reweighting"):
+            if _classification_loss_case(op.name) is not None:
+                names.append(op.name)
+    return names
 
 
 # -- timing -----------------------------------------------------------------------------
@@ -273,11 +336,22 @@ def bench(
         except ImportError:
             report.notes.append("torch not installed: no PyTorch baseline (pip install torch)")
     rng = np.random.default_rng(0)
-    for op_name in ops or list(BENCH_CASES):
-        case = BENCH_CASES[op_name]
+    for op_name in ops or bench_ops():
+        case = bench_case(op_name)
+        if case is None:
+            report.notes.append(f"{op_name}: no benchmark (not a (B, K) differentiable loss)")
+            continue
         args, kwargs, cotangent = case.make(shape, dtype, rng)
         item = np.dtype(dtype).itemsize
-        moved = case.bytes_moved(shape, item)
+        if case.bytes_moved is not None:
+            moved = case.bytes_moved(shape, item)
+        else:  # every float input read once, a gradient written for each differentiable one
+            bound = refimpl.get(op_name).bind(args, kwargs)
+            floats = {
+                k: v for k, v in bound.arguments.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+            }
+            moved = sum(v.nbytes for v in floats.values())
+            moved += sum(floats[k].nbytes for k in refimpl.get(op_name).differentiable if k in floats)
         rows: list[BenchResult] = []
         for backend in chosen:
             if not backend.supports(op_name):
