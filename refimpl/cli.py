@@ -46,7 +46,7 @@ class _Out:
         if self.console:
             table = Table(title=title, title_justify="left")
             for column in columns:
-                table.add_column(Text(column))
+                table.add_column(Text(column), no_wrap=column == "op", overflow="fold")
             for row in rows:
                 table.add_row(*(Text(str(c)) for c in row))
             self.console.print(table)

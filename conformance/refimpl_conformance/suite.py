@@ -80,3 +80,8 @@ def test_bad_input_raises_input_error(refimpl_target, op_name):
     errors = all_cases()[op_name].errors()
     assert errors, f"{op_name} has no error cases"
     _assert_passed(check_errors(refimpl.get(op_name), refimpl_target, errors))
+
+
+def test_every_registered_op_has_conformance_cases():
+    missing = sorted(op.name for op in refimpl.ops() if op.name not in all_cases())
+    assert not missing, f"ops without conformance cases: {missing}"
