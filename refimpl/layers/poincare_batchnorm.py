@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,28 +38,31 @@ def _check_points_in_ball(arguments: Mapping[str, Any]) -> None:
 
 
 def _midpoint_forward(points: np.ndarray, c: float):
-    beta = 1 - _c_squared_norm(points, c)  # (B, 1), > 0: the domain check's expression
-    lam = 2 / beta
-    numerator = np.sum(lam * points, axis=0)  # N = Σ λ_i x_i
-    weight = np.sum(lam - 1)  # S = Σ (λ_i − 1) ≥ B: every λ_i ≥ 2
-    u = numerator / weight
-    # 1 − c‖u‖² ≥ 0 in exact arithmetic (u is a convex combination of Klein points);
-    # clamp the rounding, and keep r > 0 so that the backward's 1/r stays finite
-    root = np.sqrt(np.maximum(1 - _c_squared_norm(u, c), 0))
-    root = np.maximum(root, np.finfo(points.dtype).tiny)
-    m = u / (1 + root)
-    return m, (points, lam, weight, u, root, c)
+    batch = points.shape[0]
+    w = 1 / (1 - _c_squared_norm(points, c))  # λ_i/2, (B, 1); 1 − c‖x‖² > 0: the domain check's expression
+    w_sum = np.sum(w)  # W ≥ B
+    numerator = 2 * np.sum(w * points, axis=0)  # N = Σ λ_i x_i
+    centred = points - numerator / (2 * w_sum)  # e_i = x_i − x̄
+    spread = np.sum(w * _row_dot(centred, centred))  # V = Σ w_i ‖e_i‖² ≥ 0
+    root_q = np.sqrt(batch * batch + 4 * c * w_sum * spread)  # √Q ≥ B
+    denominator = 2 * w_sum - batch + root_q  # S + √Q, a sum of positive terms
+    m = numerator / denominator
+    return m, (points, w, w_sum, centred, spread, root_q, denominator, m, c)
 
 
 def _midpoint_backward(residuals, g_m):
-    points, lam, weight, u, root, c = residuals
-    # m = u/(1 + r), r = √(1 − c‖u‖²), ∂r/∂u = −c u/r
-    g_u = g_m / (1 + root) + c * _row_dot(g_m, u) * u / (root * (1 + root) ** 2)
-    g_numerator = g_u / weight  # u = N/S
-    g_weight = -_row_dot(g_u, u) / weight
-    # N = Σ λ_i x_i, S = Σ (λ_i − 1), ∂λ_i/∂x_i = c λ_i² x_i
-    g_lam = _row_dot(points, g_numerator) + g_weight
-    return lam * g_numerator + c * lam * lam * g_lam * points
+    points, w, w_sum, centred, spread, root_q, denominator, m, c = residuals
+    g_denominator = -np.sum(g_m * m) / denominator  # m = N/D
+    g_q = g_denominator / (2 * root_q)  # D = 2W − B + √Q
+    g_spread = 4 * c * w_sum * g_q  # Q = B² + 4cWV
+    # w̄_i = 2⟨x_i, N̄⟩ + 2D̄ + 4cV Q̄ + V̄‖e_i‖², with 2⟨x_i, N̄⟩ + 2D̄ = 2⟨x_i − m, m̄⟩/D
+    g_w = (
+        2 * _row_dot(points - m, g_m) / denominator
+        + g_spread * _row_dot(centred, centred)
+        + 4 * c * spread * g_q
+    )
+    # ∂N/∂x_i = 2w_i, ∂V/∂x_i = 2w_i e_i (x̄ is stationary for V), ∂w_i/∂x_i = 2c w_i² x_i
+    return 2 * w * g_m / denominator + 2 * g_spread * w * centred + 2 * c * w * w * g_w * points
 
 
 @defop(
@@ -75,27 +79,45 @@ def poincare_midpoint(points, *, c=1.0):
     The Einstein midpoint carried to the Poincaré ball: ``λ_i x_i/(λ_i − 1)`` are the
     points' Klein coordinates and ``λ_i − 1`` their Lorentz factors, so ``u`` below is the
     Lorentz-weighted Klein average, and ``½ ⊗ u`` brings it back to the Poincaré ball. With
-    ``λ_i = 2/(1 − c‖x_i‖²)``::
+    ``λ_i = 2/(1 − c‖x_i‖²)`` (the catalog's formula)::
 
         u = Σ_i λ_i x_i / Σ_i (λ_i − 1)
         m = ½ ⊗ u = u / (1 + √(1 − c‖u‖²))
 
     (``½ ⊗ u = tanh(½ artanh(√c‖u‖)) u/(√c‖u‖)`` and ``tanh(a/2) = t/(1 + √(1 − t²))``
-    with ``t = tanh a``). ``1 − c‖u‖² ≥ 0`` holds exactly (u is a convex combination of
-    Klein points) and is clamped at 0 against rounding. The midpoint of identical points
-    is the point; it commutes with isometries (``a ⊕ ·`` and rotations); as c → 0 it is
-    the mean. It is not the Fréchet mean (the authors' library offers both; the catalog's
-    batch norm uses this one).
+    with ``t = tanh a``). The midpoint of identical points is the point; it commutes with
+    isometries (``a ⊕ ·`` and rotations); as c → 0 it is the mean. It is not the Fréchet
+    mean (the authors' library offers both; Poincaré ResNet's batch norm uses this one).
 
-    Backward. With ``r = √(1 − c‖u‖²)`` (``∂r/∂u = −c u/r``), ``N = Σ λ_i x_i`` and
-    ``S = Σ (λ_i − 1)``::
+    Stable evaluation. Written as above, ``1 − c‖u‖²`` cancels: for identical points it
+    is ``((1 − c‖x‖²)/(1 + c‖x‖²))²``, ~1e-14 at ``1 − 1e-7`` of the radius in float64 and
+    below float32's resolution already at ``0.9999``, where it rounds to ≤ 0 (the catalog's
+    "negative 1 − c‖u‖²"): clamping it gives a midpoint off by ~1e-4 and ``1/√(1 − c‖u‖²)``
+    in the gradient ~1e35. Instead, with ``w_i = λ_i/2 = 1/(1 − c‖x_i‖²)``,
+    ``W = Σ w_i``, ``x̄ = Σ w_i x_i / W``, ``e_i = x_i − x̄`` and ``V = Σ w_i ‖e_i‖²``
+    (a weighted spread, two-pass, ≥ 0)::
 
-        ū = m̄/(1 + r) + c⟨m̄, u⟩ u / (r (1 + r)²)     (m = u/(1 + r))
-        N̄ = ū/S,    S̄ = −⟨ū, u⟩/S                    (u = N/S)
-        λ̄_i = ⟨x_i, N̄⟩ + S̄,    ∂λ_i/∂x_i = c λ_i² x_i
-        x̄_i = λ_i N̄ + c λ_i² λ̄_i x_i
+        N = Σ λ_i x_i = 2W x̄,    S = Σ (λ_i − 1) = 2W − B
+        S² − c‖N‖² = Σ_ij [(λ_i − 1)(λ_j − 1) − c λ_iλ_j ⟨x_i, x_j⟩]
+                   = Σ_ij [β_iβ_j + 2c‖x_i − x_j‖²] / (β_iβ_j)          (β = 1 − c‖x‖²)
+                   = B² + 4c W V  =: Q
+        1 − c‖u‖² = Q/S²,   so   m = (N/S)/(1 + √Q/S) = N / (S + √Q)
 
-    The ``1/r`` term is large only when u nears the boundary, i.e. when every point does.
+    (per pair, ``(1 + a_i)(1 + a_j) − 4c⟨x_i, x_j⟩ = (1 − a_i)(1 − a_j) + 2c‖x_i − x_j‖²``
+    with ``a = c‖x‖²``, and ``Σ_ij w_iw_j‖x_i − x_j‖² = 2W V``). Every quantity is a sum
+    of non-negative terms, ``S + √Q ≥ 2B``, nothing is clamped, and identical points give
+    back the point to an ulp; the same formula as the catalog's, evaluated differently.
+
+    Backward, through ``m = N/D``, ``D = 2W − B + √Q``, ``Q = B² + 4cWV``::
+
+        N̄ = m̄/D,    D̄ = −⟨m̄, m⟩/D,    Q̄ = D̄/(2√Q),    V̄ = 4cW Q̄
+        w̄_i = 2⟨x_i, N̄⟩ + 2D̄ + 4cV Q̄ + V̄ ‖e_i‖²
+            = 2⟨x_i − m, m̄⟩/D + 4cV Q̄ + V̄ ‖e_i‖²               (no cancellation as x_i → m)
+        x̄_i = 2 w_i N̄ + 2 V̄ w_i e_i + 2c w_i² w̄_i x_i
+
+    (``∂N/∂x_i = 2w_i``; ``∂V/∂x_i = 2w_i e_i`` and ``∂V/∂w_i = ‖e_i‖²`` because
+    ``Σ w_i e_i = 0`` makes V stationary in x̄; ``∂w_i/∂x_i = 2c w_i² x_i``). No ``1/√Q``
+    grows: ``√Q ≥ B``.
 
     Args:
         points: points of the ball, shape (B, n), ``c‖x_i‖² < 1`` per row (B ≥ 1).
@@ -104,8 +126,10 @@ def poincare_midpoint(points, *, c=1.0):
     Returns:
         m: the midpoint, shape (n,), the dtype of points.
 
-    Reference: arXiv:2303.14027 (Poincaré ResNet; maxvanspengler/hyperbolic_learning_library
-    ``midpoint``); Ungar (2008) for the gyromidpoint.
+    Reference: van Spengler, Berkhout and Mettes, *Poincaré ResNet*, arXiv:2303.14027, and
+    its official code maxvanspengler/poincare-resnet (``models/manifolds/math/midpoint.py``,
+    ``poincare_midpoint``: ``γ² = 1/(1 − c‖x‖²)``, ``Σγ²x / (Σγ² − B/2)``, then
+    ``γ_m/(1 + γ_m)·m`` — the formula above); Ungar (2008) for the gyromidpoint.
 
     >>> import numpy as np, refimpl
     >>> refimpl.layers.poincare_midpoint(np.array([[0.5, 0.0], [-0.5, 0.0]]))
@@ -122,15 +146,31 @@ def poincare_midpoint_backward(residuals, g_m):
 
 
 def _check_batch_norm(arguments: Mapping[str, Any]) -> None:
-    _require_inside_ball("x", arguments["x"], arguments["c"])
-    gamma = arguments["gamma"]
+    c = float(arguments["c"])
+    _require_inside_ball("x", arguments["x"], c)
+    gamma, beta = arguments["gamma"], arguments["beta"]
     xp = array_namespace(gamma)
     if not bool(xp.all(gamma > 0)):  # NaN fails too
         raise ArgumentError(
             "gamma",
-            "a positive scale (it sits under a square root; the library initializes it to 1)",
+            "a positive scale (it sits under a square root; the official code initializes it to 1)",
             f"gamma = {float(gamma)}",
         )
+    if not bool(xp.all(xp.isfinite(beta))):
+        raise ArgumentError("beta", "finite values (a tangent vector at the origin)", f"beta = {beta!r}")
+    # b = exp_0(β) must stay inside the ball in the working dtype, or exp_b divides by
+    # 1 − c‖b‖² = 0; the forward's arithmetic (f = tanh(u)/u, b = f β), for u > 1 only
+    u = math.sqrt(c) * float(xp.sqrt(xp.sum(beta * beta)))
+    if u > 1:
+        root_c_norm = xp.sqrt(c * xp.sum(beta * beta))
+        b = (xp.tanh(root_c_norm) / root_c_norm) * beta
+        if not bool(c * xp.sum(b * b) < 1):
+            raise ArgumentError(
+                "beta",
+                f"a shift whose point exp_0(β) lies inside the ball in {beta.dtype} (tanh(√c‖β‖) must "
+                "not round to 1: √c‖β‖ below ~18 in float64, ~9 in float32)",
+                f"√c‖β‖ = {u:.6g}",
+            )
 
 
 @defop(
@@ -166,13 +206,29 @@ def poincare_batch_norm(x, gamma, beta, *, c=1.0):
     not equivariant under the tangent rescaling and lands near b, not on it (the Fréchet
     mean would be kept exactly).
 
-    Conventions (official code, maxvanspengler/hyperbolic_learning_library
-    ``hypll/nn/modules/batchnorm.py``, ``HBatchNorm`` with ``use_midpoint=True``): γ
-    sits under the square root, ``(γ/(σ² + 1e-6))^½``; PENDING: where the paper puts γ.
-    The library keeps no running statistics: it normalizes with the batch statistics in
-    training and in evaluation alike, so this op has no running mean/variance, momentum or
-    training flag (the running-statistics rule is missing from the source). The library
-    also projects after each exp map; this op does not (see ``poincare_project``).
+    Conventions, pinned from the official code of the paper,
+    maxvanspengler/poincare-resnet (``models/nn/modules/batchnorm.py``,
+    ``PoincareBatchNorm.forward`` with ``use_midpoint=True``, the setting of its ResNets),
+    and identical in the authors' library maxvanspengler/hyperbolic_learning_library
+    (``hypll/nn/modules/batchnorm.py``, ``HBatchNorm``):
+
+    * γ sits under the square root: ``(self.var / (input_var + 1e-6)).sqrt()``, with
+      ``self.var`` a scalar parameter initialized to 1 (``weight`` in the library). The
+      paper's own text was not available to check (the catalog's PENDING on where the
+      paper writes γ stays open for the text only). The Lou et al. form ``γ'/√(σ² + ε)``
+      is the same map with ``γ = γ'²``: pass ``gamma = γ'**2`` (and ``γ̄' = 2γ' γ̄``).
+    * σ² is the mean of the squared distances to the midpoint (``frechet_variance``,
+      ``distance.pow(2).mean()``), ε = 1e-6 added inside the square root.
+    * No running statistics: ``PoincareBatchNorm`` registers ``running_mean`` and
+      ``running_var`` buffers and takes a ``momentum=0.9`` argument but never reads or
+      updates them, so the batch statistics are used in training and evaluation alike
+      (the library's ``HBatchNorm`` has neither). This op therefore has no running mean,
+      variance, momentum or training flag; a running-statistics rule is not in the source.
+    * The official module works on the tangent representation at 0 (``expmap0`` of its
+      input, ``logmap0`` of its output) and the library projects after each exp map; this
+      op takes and returns points of the ball and does not project (see
+      ``poincare_project``). ``PoincareBatchNorm2d`` flattens (B, H, W) into the batch:
+      reshape an image of points to (B·H·W, n) to normalize per channel vector.
 
     Backward: reverse-mode through the composition, each step the hand-derived VJP of
     the op named above (their derivations are in their docstrings). With ``z_i = s p_i``,

@@ -591,7 +591,12 @@ def poincare_residual(fx, x, *, c=1.0, activation="tangent_relu"):
     branch output and ``self.relu = hnn.HReLU`` (``tutorials/cifar10_resnet_tutorial.py``,
     ``PoincareResidualBlock.forward``), and HReLU is ReLU in the tangent space at the origin
     (``hypll/nn/modules/activation.py``). The catalog marked the activation PENDING with
-    this as the likely reading.
+    this as the likely reading. The paper's own code agrees (maxvanspengler/poincare-resnet,
+    ``models/resnets/hyperbolic.py``, ``ResidualBlock.forward``): it keeps activations as
+    tangent vectors at 0, so its ``logmap0(expmap0(x) ⊕ expmap0(residual))`` followed by
+    ``nn.ReLU`` is this op; its default ``skip_connection="fr"`` puts F(x) on the left, and
+    its variant ``"rf"`` (``residual ⊕ F(x)``) is this op with the arguments swapped;
+    ``act_layer=None`` is ``activation="none"``.
 
     Args:
         fx: the branch output F(x), points of the ball (..., n).

@@ -142,8 +142,9 @@ def mobius_add_forward(x, y, *, c=1.0):
 def mobius_add_backward(residuals, g_o):
     x, y, o, beta_x, beta_y, q, denominator, c = residuals
     k = kernels_for(x)
-    s_x = k.row_dot(g_o, x)[..., None] / denominator
-    s_sigma = k.row_dot_with_sum(g_o, x, y)[..., None] / denominator
+    g = g_o / denominator  # the reference's order: ⟨ō/D, x⟩, not ⟨ō, x⟩/D (ill-conditioned near ∂B)
+    s_x = k.row_dot(g, x)[..., None]
+    s_sigma = k.row_dot_with_sum(g, x, y)[..., None]
     d_bar = -k.row_dot(g_o, o)[..., None] / denominator
     g_x, g_y = k.mobius_grads(g_o, x, y, beta_x, beta_y, q, denominator, s_x, s_sigma, d_bar, c)
     return g_x, g_y

@@ -4,7 +4,10 @@ Mirrors ``refimpl/layers/poincare.py`` and uses its cancellation-free forms
 (``D = β_x β_y + c‖x + y‖²``, ``N = β_x σ + q x``) and its series below ``u = 1e-3``.
 Each row is read once for its norms and once for the output; every per-row quantity
 (norms, factors, dot products) is computed in float64, also for float32 inputs, and the
-backward recomputes σ = x + y and o instead of storing them.
+backward recomputes σ = x + y and o instead of storing them. Elements are read as
+``np.float64(a[i, j])``: Numba's ``float(·)`` of a float32 element stays float32. The
+division by D and the order of the backward's sums (``⟨ō/D, x⟩``) are the reference's: near
+the boundary the VJP is ill-conditioned and a different rounding moves it by ~1e-9.
 
 The series/direct choice is an ``if`` on a per-row scalar, outside the inner loops: only the
 taken branch is evaluated, so neither can produce a NaN, and the inner loops stay
@@ -65,8 +68,8 @@ def _mobius_add_rows(x, y, c, below_one, o, beta_x_rows, beta_y_rows, q_rows):
         y2 = 0.0
         sigma2 = 0.0
         for j in range(d):
-            xj = float(x[i, j])
-            yj = float(y[i, j])
+            xj = np.float64(x[i, j])
+            yj = np.float64(y[i, j])
             sigma = xj + yj
             x2 += xj * xj
             y2 += yj * yj
@@ -74,10 +77,10 @@ def _mobius_add_rows(x, y, c, below_one, o, beta_x_rows, beta_y_rows, q_rows):
         beta_x = 1.0 - min(c * x2, below_one)
         beta_y = 1.0 - min(c * y2, below_one)
         q = c * sigma2
-        inverse_denominator = 1.0 / (beta_x * beta_y + q)  # D ≥ β_x β_y > 0
+        denominator = beta_x * beta_y + q  # D ≥ β_x β_y > 0
         for j in range(d):
-            xj = float(x[i, j])
-            o[i, j] = (beta_x * (xj + float(y[i, j])) + q * xj) * inverse_denominator
+            xj = np.float64(x[i, j])
+            o[i, j] = (beta_x * (xj + np.float64(y[i, j])) + q * xj) / denominator  # as the reference rounds
         beta_x_rows[i] = beta_x
         beta_y_rows[i] = beta_y
         q_rows[i] = q
@@ -97,21 +100,21 @@ def _mobius_add_backward_rows(x, y, beta_x_rows, beta_y_rows, q_rows, c, g_o, g_
         g_dot_x = 0.0
         g_dot_sigma = 0.0
         for j in range(d):
-            xj = float(x[i, j])
-            sigma = xj + float(y[i, j])
-            oj = (beta_x * sigma + q * xj) * inverse_denominator
-            gj = float(g_o[i, j])
+            xj = np.float64(x[i, j])
+            sigma = xj + np.float64(y[i, j])
+            oj = (beta_x * sigma + q * xj) / (beta_x * beta_y + q)
+            gj = np.float64(g_o[i, j])
             g_dot_o += gj * oj
-            g_dot_x += gj * xj
-            g_dot_sigma += gj * sigma
-        s_x = g_dot_x * inverse_denominator
-        s_sigma = g_dot_sigma * inverse_denominator
+            g_dot_x += gj / (beta_x * beta_y + q) * xj  # ⟨ō/D, x⟩: the reference's rounding
+            g_dot_sigma += gj / (beta_x * beta_y + q) * sigma
+        s_x = g_dot_x
+        s_sigma = g_dot_sigma
         d_bar = -g_dot_o * inverse_denominator
         for j in range(d):
-            xj = float(x[i, j])
-            yj = float(y[i, j])
+            xj = np.float64(x[i, j])
+            yj = np.float64(y[i, j])
             sigma = xj + yj
-            g = float(g_o[i, j]) * inverse_denominator
+            g = np.float64(g_o[i, j]) * inverse_denominator
             g_x[i, j] = (
                 alpha * g + two_c * (s_x * sigma - s_sigma * xj) + two_c * d_bar * (sigma - beta_y * xj)
             )
@@ -124,11 +127,11 @@ def _expmap0_rows(v, c, o, f_rows, h_rows):
     for i in prange(n):
         v2 = 0.0
         for j in range(d):
-            vj = float(v[i, j])
+            vj = np.float64(v[i, j])
             v2 += vj * vj
         f, h = _expmap0_factors(c * v2)
         for j in range(d):
-            o[i, j] = f * float(v[i, j])
+            o[i, j] = f * np.float64(v[i, j])
         f_rows[i] = f
         h_rows[i] = h
 
@@ -139,11 +142,11 @@ def _logmap0_rows(y, c, below_one, v, f_rows, h_rows):
     for i in prange(n):
         y2 = 0.0
         for j in range(d):
-            yj = float(y[i, j])
+            yj = np.float64(y[i, j])
             y2 += yj * yj
         f, h = _logmap0_factors(min(c * y2, below_one))
         for j in range(d):
-            v[i, j] = f * float(y[i, j])
+            v[i, j] = f * np.float64(y[i, j])
         f_rows[i] = f
         h_rows[i] = h
 
@@ -155,11 +158,11 @@ def _scaled_map_backward_rows(a, f_rows, h_rows, c, g_o, g_a):
     for i in prange(n):
         g_dot_a = 0.0
         for j in range(d):
-            g_dot_a += float(g_o[i, j]) * float(a[i, j])
+            g_dot_a += np.float64(g_o[i, j]) * np.float64(a[i, j])
         f = f_rows[i]
         scale = c * h_rows[i] * g_dot_a
         for j in range(d):
-            g_a[i, j] = f * float(g_o[i, j]) + scale * float(a[i, j])
+            g_a[i, j] = f * np.float64(g_o[i, j]) + scale * np.float64(a[i, j])
 
 
 def mobius_add_forward(x, y, *, c=1.0):
