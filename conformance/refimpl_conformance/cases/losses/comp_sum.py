@@ -1,0 +1,84 @@
+"""Conformance cases for `comp_sum_loss`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, register
+
+NOTES = {
+    "SPECIAL_TAU": "τ = 0 (sum-exponential), 1 (cross-entropy), 1.7 (GCE q = 0.7), 2 (1 − p_y)",
+    "NEAR_ONE": "τ = 1 ± 1e-8: (p_y^{τ−1} − 1)/(1 − τ) cancels unless written with expm1",
+    "LARGE_LOGITS": "|z| up to 1e4 with τ ≥ 1: u = Σ exp(z_k − z_y) overflows if formed",
+    "ONE_CLASS": "K = 1: p_y = 1, the loss and its gradient are 0",
+}
+
+TAUS = (0.0, 0.5, 1.0, 1.7, 2.0, 3.0)
+
+
+def _random(rng, B, K):
+    tau = float(rng.choice(TAUS))
+    # τ < 1 is unbounded as p_y → 0 (τ = 0 is exp(margin)): keep margins where float32 holds it
+    scales = [0.5, 3.0] if tau < 1 else [0.5, 3.0, 30.0]
+    z = rng.standard_normal((B, K)) * float(rng.choice(scales))
+    kwargs = {"tau": tau, "reduction": str(rng.choice(["mean", "sum", "none"]))}
+    return Sample("random", (z, rng.integers(0, K, size=B)), kwargs)
+
+
+def _edges():
+    rng = np.random.default_rng(5)
+    z = rng.standard_normal((4, 5)) * 2
+    y = np.array([1, 0, 4, 2])
+    known = (np.array([[0.0, np.log(3.0)]]), np.array([0]))
+    return [
+        Sample("known value τ = 0: u = 3", known, {"tau": 0.0}, flags=("SPECIAL_TAU",)),
+        Sample("known value τ = 1: log 4", known, {"tau": 1.0}, flags=("SPECIAL_TAU",)),
+        Sample("known value τ = 2: 1 − p_y = 0.75", known, {"tau": 2.0}, flags=("SPECIAL_TAU",)),
+        Sample("GCE q = 0.7 (τ = 1.7)", (z, y), {"tau": 1.7, "reduction": "none"}, flags=("SPECIAL_TAU",)),
+        Sample("τ = 1 + 1e-8", (z, y), {"tau": 1.0 + 1e-8}, flags=("NEAR_ONE",)),
+        Sample("τ = 1 − 1e-8", (z, y), {"tau": 1.0 - 1e-8, "reduction": "sum"}, flags=("NEAR_ONE",)),
+        Sample(
+            "logits ±1e4, τ = 1.7",
+            (np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]]), np.array([1, 0])),
+            {"tau": 1.7, "reduction": "none"},
+            flags=("LARGE_LOGITS",),
+            fd=False,
+            comment="the relative FD step 1e-6·|z| is 1e-2 here, where the loss is far from linear",
+        ),
+        Sample(
+            "logits ±1e4, τ = 1",
+            (np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4]]), np.array([0, 1])),
+            {"tau": 1.0},
+            flags=("LARGE_LOGITS",),
+            fd=False,
+            comment="the relative FD step 1e-6·|z| is 1e-2 here, where the loss is far from linear",
+        ),
+        Sample(
+            "one class", (np.array([[2.5], [-1.0]]), np.array([0, 0])), {"tau": 0.5}, flags=("ONE_CLASS",)
+        ),
+    ]
+
+
+def _errors():
+    z = np.zeros((3, 4))
+    y = np.array([0, 1, 2])
+    return [
+        ErrorCase("negative τ", (z, y), {"tau": -0.5}, match=r"'tau'.*>= 0"),
+        ErrorCase("τ missing", (z, y), match="tau"),
+        ErrorCase("infinite τ", (z, y), {"tau": float("inf")}, match="finite"),
+        ErrorCase("label out of range", (z, np.array([0, 4, 1])), {"tau": 1.0}, match=r"values in \[0, 4\)"),
+        ErrorCase("1-D logits", (np.zeros(4), np.array([1])), {"tau": 1.0}, match=r"shape \(B, K\)"),
+        ErrorCase("unknown reduction", (z, y), {"tau": 1.0, "reduction": "avg"}, match="one of"),
+    ]
+
+
+register(
+    OpCases(
+        "comp_sum_loss",
+        dims={"B": (1, 6), "K": (1, 9)},
+        random=_random,
+        edges=_edges,
+        errors=_errors,
+        notes=NOTES,
+    )
+)

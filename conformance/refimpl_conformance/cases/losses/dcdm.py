@@ -1,0 +1,87 @@
+"""Conformance cases for `dcdm_loss`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+
+NOTES = {
+    "EXACT_DIRECTION": "q ∝ A⁻¹b: the loss is 0 and so is its gradient",
+    "SCALE": "q multiplied by 1e3: the loss does not depend on the scale of q",
+    "SINGULAR": "a PSD matrix with the constant vector in its null space (a pure-Neumann Laplacian)",
+}
+
+
+def _spd(rng, n):
+    m = rng.standard_normal((n, n))
+    a = m @ m.T + n * np.eye(n)
+    return (a + a.T) / 2  # exactly symmetric
+
+
+def _random(rng, B, n):  # noqa: N803
+    return Sample("random", (_spd(rng, n), rng.standard_normal((B, n)), rng.standard_normal((B, n))))
+
+
+def _laplacian(n):
+    a = 2 * np.eye(n) - np.eye(n, k=1) - np.eye(n, k=-1)
+    a[0, 0] = a[-1, -1] = 1.0  # Neumann ends: rows sum to 0, the constant vector is in the null space
+    return a
+
+
+def _edges():
+    rng = np.random.default_rng(11)
+    a = _spd(rng, 4)
+    b = rng.standard_normal((2, 4))
+    exact = np.linalg.solve(a, b.T).T
+    return [
+        Sample(
+            "known value: A = diag(2, 1), b = (1, 1), q = e1",
+            (np.diag([2.0, 1.0]), np.array([[1.0, 1.0]]), np.array([[1.0, 0.0]])),
+            comment="α = ½, r = (0, 1), L = 1; gradient (0, −2)",
+        ),
+        Sample(
+            "q ∝ A⁻¹b",
+            (a, b, exact * np.array([[2.0], [-0.5]])),
+            flags=("EXACT_DIRECTION",),
+            tolerances={"float32": Tolerance(rtol=2e-4, atol=1e-4)},
+            comment="L is 0 up to rounding; float32 leaves a residual ~ cond(A)·eps",
+        ),
+        Sample("q scaled by 1e3", (a, b, rng.standard_normal((2, 4)) * 1e3), flags=("SCALE",)),
+        Sample(
+            "singular Neumann Laplacian",
+            (_laplacian(5), rng.standard_normal((3, 5)), rng.standard_normal((3, 5))),
+            flags=("SINGULAR",),
+        ),
+        Sample("n = 1", (np.array([[3.0]]), np.array([[2.0], [-1.0]]), np.array([[0.5], [4.0]]))),
+    ]
+
+
+def _errors():
+    a = np.diag([2.0, 1.0, 3.0])
+    b = np.ones((2, 3))
+    return [
+        ErrorCase("zero output", (a, b, np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])), match="qᵀAq > 0"),
+        ErrorCase("null-space direction", (_laplacian(3), b, np.ones((2, 3))), match="row 0"),
+        ErrorCase(
+            "asymmetric matrix",
+            (np.array([[2.0, 1.0], [0.0, 1.0]]), np.ones((1, 2)), np.ones((1, 2))),
+            match="symmetric",
+        ),
+        ErrorCase("non-square matrix", (np.zeros((3, 2)), b, b), match=r"shape \(n, n\)"),
+        ErrorCase("outputs of another size", (a, b, np.ones((2, 4))), match="n = 3"),
+        ErrorCase("batches differ", (a, b, np.ones((3, 3))), match="B = 2"),
+    ]
+
+
+register(
+    OpCases(
+        "dcdm_loss",
+        dims={"B": (1, 4), "n": (1, 6)},
+        random=_random,
+        edges=_edges,
+        errors=_errors,
+        tolerances={"float32": Tolerance(rtol=1e-3, atol=1e-4)},
+        notes=NOTES,
+    )
+)
