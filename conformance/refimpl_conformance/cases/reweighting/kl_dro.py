@@ -1,0 +1,145 @@
+"""Conformance cases for `kl_dro_weights`, `kl_dro_value` and `kl_dro_compositional_weights`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+
+NOTES = {
+    "EXP_OVERFLOW": "ℓ/r up to 1e4: a bare exp(ℓ/r) overflows; the max-shifted softmax does not",
+    "TINY_R": "r = 1e-30 in float32 too: ℓ/r itself overflows float32, the gaps (ℓ − max ℓ)/r do not",
+    "ALL_EQUAL": "all losses equal: uniform weights, F = ℓ",
+    "ONE_SAMPLE": "n = 1: w = 1, F = ℓ",
+    "LARGE_R": "r ≫ spread: log Σ e^x − log n cancels to log(1 + tiny); log1p(mean(expm1 x)) does not",
+    "LARGE_LOSSES": "losses ~1e4 with an O(1) spread",
+}
+
+
+def _losses(rng, n):
+    return rng.gamma(2.0, 1.0, size=n) * float(rng.choice([0.1, 1.0, 5.0])) + float(rng.uniform(0, 3))
+
+
+def _random(rng, N):
+    return Sample("random", (_losses(rng, N),), {"r": float(10 ** rng.uniform(-1.5, 1.5))})
+
+
+def _edges():
+    rng = np.random.default_rng(68)
+    spread = rng.uniform(0, 10, size=12)
+    return [
+        Sample(
+            "r = 1e-3", (spread,), {"r": 1e-3}, flags=("EXP_OVERFLOW",), comment="weight ~one-hot on the max"
+        ),
+        Sample("r = 1e-30", (spread,), {"r": 1e-30}, flags=("TINY_R",)),
+        Sample("all losses equal", (np.full(6, 2.5),), {"r": 0.3}, flags=("ALL_EQUAL",)),
+        Sample("one sample", (np.array([1.7]),), {"r": 0.5}, flags=("ONE_SAMPLE",)),
+        Sample("r = 1e8", (spread,), {"r": 1e8}, flags=("LARGE_R",), comment="F = mean ℓ to ~1e-8"),
+        Sample(
+            "losses ~1e4",
+            (1e4 + rng.uniform(0, 1, size=9),),
+            {"r": 0.2},
+            flags=("LARGE_LOSSES",),
+            fd_step=1e-9,
+            comment="FD step 1e-5 (the default 1e-6·|ℓ| = 1e-2 is not small against r = 0.2)",
+        ),
+        Sample("two tied maxima", (np.array([1.0, 3.0, 3.0, 0.5]),), {"r": 0.05}),
+    ]
+
+
+def _errors():
+    losses = np.array([1.0, 2.0, 3.0])
+    return [
+        ErrorCase("r = 0", (losses,), {"r": 0.0}, match=r"'r'.*> 0"),
+        ErrorCase("negative r", (losses,), {"r": -1.0}, match=r"'r'.*> 0"),
+        ErrorCase("infinite r", (losses,), {"r": float("inf")}, match=r"'r'.*finite"),
+        ErrorCase("r missing", (losses,), {}, match="'r'"),
+        ErrorCase("2-D losses", (np.ones((2, 3)),), {"r": 1.0}, match=r"'losses'.*shape \(N,\)"),
+        ErrorCase("integer losses", (np.array([1, 2]),), {"r": 1.0}, match=r"'losses'.*float32 or float64"),
+        ErrorCase("no samples", (np.zeros(0),), {"r": 1.0}, match="N >= 1"),
+    ]
+
+
+for _name in ("kl_dro_weights", "kl_dro_value"):
+    register(OpCases(_name, dims={"N": (1, 30)}, random=_random, edges=_edges, errors=_errors, notes=NOTES))
+
+
+# -- the compositional (moving-average) estimator ----------------------------------------
+COMPOSITIONAL_NOTES = {
+    "NO_HISTORY": "log u = −inf (u = 0): the new state is log β + the batch's log-mean-exp",
+    "BETA_ONE": "β = 1: log(1 − β) = −inf, the history is dropped (no nan from −inf + finite)",
+    "EXP_OVERFLOW": "ℓ/r up to 1e4: u = mean exp(ℓ/r) overflows unless kept in log space",
+    "STALE_STATE": "log u far above the batch: the weights are tiny but not 0/0",
+}
+
+
+def _compositional_random(rng, B):
+    losses = _losses(rng, B)
+    r = float(10 ** rng.uniform(-1, 1))
+    log_u = np.asarray(float(losses.mean() / r + rng.normal(0, 1)))
+    kwargs = {"r": r, "beta": float(rng.uniform(0.01, 1.0)), "n_train": int(B + rng.integers(0, 1000))}
+    return Sample("random", (losses, log_u), kwargs)
+
+
+def _compositional_edges():
+    rng = np.random.default_rng(2308)
+    losses = rng.uniform(0, 5, size=8)
+    return [
+        Sample(
+            "no history",
+            (losses, np.asarray(-np.inf)),
+            {"r": 0.5, "beta": 0.1, "n_train": 1000},
+            flags=("NO_HISTORY",),
+        ),
+        Sample(
+            "β = 1", (losses, np.asarray(3.0)), {"r": 0.5, "beta": 1.0, "n_train": 8}, flags=("BETA_ONE",)
+        ),
+        Sample(
+            "r = 5e-4",
+            (losses, np.asarray(9000.0)),
+            {"r": 5e-4, "beta": 0.2, "n_train": 50000},
+            flags=("EXP_OVERFLOW",),
+            tolerances={"float32": Tolerance(rtol=5e-3, atol=2e-5)},
+            comment="float32: ℓ/r ~ 1e4 carries an absolute error ~6e-4 in every exponent (any float32 "
+            "implementation), i.e. a relative error ~1e-3 in the weights",
+        ),
+        Sample(
+            "stale state far above the batch",
+            (losses, np.asarray(80.0)),
+            {"r": 1.0, "beta": 0.01, "n_train": 64},
+            flags=("STALE_STATE",),
+        ),
+        Sample("one sample", (np.array([2.0]), np.asarray(1.0)), {"r": 1.0, "beta": 0.5, "n_train": 1}),
+    ]
+
+
+def _compositional_errors():
+    losses, log_u = np.array([1.0, 2.0]), np.asarray(0.0)
+    good = {"r": 1.0, "beta": 0.5, "n_train": 10}
+    return [
+        ErrorCase("β = 0", (losses, log_u), {**good, "beta": 0.0}, match=r"'beta'.*> 0"),
+        ErrorCase("β > 1", (losses, log_u), {**good, "beta": 1.5}, match=r"'beta'.*<= 1"),
+        ErrorCase("n_train = 0", (losses, log_u), {**good, "n_train": 0}, match=r"'n_train'.*>= 1"),
+        ErrorCase("log u = +inf", (losses, np.asarray(np.inf)), good, match=r"'log_u'.*finite or -inf"),
+        ErrorCase("log u = nan", (losses, np.asarray(np.nan)), good, match=r"'log_u'"),
+        ErrorCase("log u not 0-d", (losses, np.zeros(1)), good, match=r"'log_u'.*shape"),
+        ErrorCase(
+            "log u in float32, losses in float64",
+            (losses, np.asarray(0.0, dtype=np.float32)),
+            good,
+            match=r"'log_u'.*dtype float64",
+        ),
+        ErrorCase("r missing", (losses, log_u), {"beta": 0.5, "n_train": 10}, match="'r'"),
+    ]
+
+
+register(
+    OpCases(
+        "kl_dro_compositional_weights",
+        dims={"B": (1, 20)},
+        random=_compositional_random,
+        edges=_compositional_edges,
+        errors=_compositional_errors,
+        notes=COMPOSITIONAL_NOTES,
+    )
+)
