@@ -46,8 +46,13 @@ def logsumexp(z: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarr
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
-    """``z − logsumexp(z)`` over the last axis."""
-    return z - logsumexp(z, keepdims=True)
+    """``(z − m) − log Σ exp(z − m)`` over the last axis, ``m = max z``.
+
+    Kept in this order: ``z − logsumexp(z)`` would round the log-sum-exp to the ulp of ``m``
+    first (an error of 1e-3 at |z| = 1e4 in float32).
+    """
+    shifted = z - z.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def log_softmax_backward(p: np.ndarray, g_out: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -262,19 +263,54 @@ def poincare_batch_norm(x, gamma, beta, *, c=1.0):
     >>> float((d**2).mean().round(5))  # γ σ²/(σ² + 1e-6) with γ = 1
     1.0
     """
-    c = float(c)
+    return chain_batch_norm_forward(x, gamma, beta, float(c), REFERENCE_PARTS)
+
+
+@poincare_batch_norm.defvjp
+def poincare_batch_norm_backward(residuals, g_out):
+    return chain_batch_norm_backward(residuals, g_out, REFERENCE_PARTS)
+
+
+# -- the chain of midpoint batch normalization, written once ---------------------------------------
+@dataclass(frozen=True)
+class BatchNormParts:
+    """The maps midpoint batch normalization is chained from: each backend passes its own
+    kernels, so the chain rule below is written once for the reference, Numba and CuPy.
+
+    Every ``*_forward`` returns ``(output, residuals)``; every ``*_backward`` takes them back.
+    ``scalar(value, like)`` makes a constant of ``like``'s dtype where a backend needs one.
+    """
+
+    expmap0_forward: Callable
+    expmap0_backward: Callable
+    midpoint_forward: Callable
+    midpoint_backward: Callable
+    logmap_forward: Callable
+    logmap_backward: Callable
+    distance_forward: Callable
+    distance_backward: Callable
+    transport_forward: Callable
+    transport_backward: Callable
+    expmap_forward: Callable
+    expmap_backward: Callable
+    scalar: Callable[[float, Any], Any] = lambda value, like: value
+
+
+def chain_batch_norm_forward(x, gamma, beta, c: float, parts: BatchNormParts):
+    """The forward of ``poincare_batch_norm`` (see its docstring), step by step."""
+    xp = array_namespace(x)
     batch = x.shape[0]
-    b, b_residuals = poincare_expmap0.forward(beta, c=c)
-    mu, mu_residuals = _midpoint_forward(x, c)
-    mu_rows = np.broadcast_to(mu, x.shape)
-    b_rows = np.broadcast_to(b, x.shape)
-    w, log_residuals = poincare_logmap.forward(mu_rows, x, c=c)
-    d, distance_residuals = poincare_distance.forward(x, mu_rows, c=c)
-    variance = np.sum(d * d) / batch
-    p, transport_residuals = poincare_parallel_transport.forward(mu_rows, b_rows, w, c=c)
-    scale = np.sqrt(gamma / (variance + VARIANCE_EPS))
+    b, b_residuals = parts.expmap0_forward(beta, c=c)
+    mu, mu_residuals = parts.midpoint_forward(x, c)
+    mu_rows = xp.broadcast_to(mu, x.shape)
+    b_rows = xp.broadcast_to(b, x.shape)
+    w, log_residuals = parts.logmap_forward(mu_rows, x, c=c)
+    d, distance_residuals = parts.distance_forward(x, mu_rows, c=c)
+    variance = xp.sum(d * d) / batch
+    p, transport_residuals = parts.transport_forward(mu_rows, b_rows, w, c=c)
+    scale = xp.sqrt(gamma / (variance + parts.scalar(VARIANCE_EPS, x)))
     z = scale * p
-    out, exp_residuals = poincare_expmap.forward(b_rows, z, c=c)
+    out, exp_residuals = parts.expmap_forward(b_rows, z, c=c)
     residuals = (
         gamma,
         d,
@@ -291,8 +327,8 @@ def poincare_batch_norm(x, gamma, beta, *, c=1.0):
     return out, residuals
 
 
-@poincare_batch_norm.defvjp
-def poincare_batch_norm_backward(residuals, g_out):
+def chain_batch_norm_backward(residuals, g_out, parts: BatchNormParts):
+    """The backward of ``poincare_batch_norm``: the chain rule through the steps above, in reverse."""
     (
         gamma,
         d,
@@ -306,19 +342,36 @@ def poincare_batch_norm_backward(residuals, g_out):
         transport_residuals,
         exp_residuals,
     ) = residuals
+    xp = array_namespace(g_out)
     batch = g_out.shape[0]
-    g_b_rows, g_z = poincare_expmap_backward(exp_residuals, g_out)
-    g_scale = np.sum(g_z * p)
+    g_b_rows, g_z = parts.expmap_backward(exp_residuals, g_out)
+    g_scale = xp.sum(g_z * p)
     g_p = scale * g_z
     g_gamma = g_scale * scale / (2 * gamma)
-    g_variance = -g_scale * scale / (2 * (variance + VARIANCE_EPS))
-    g_mu_rows, g_b_from_transport, g_w = poincare_parallel_transport_backward(transport_residuals, g_p)
+    g_variance = -g_scale * scale / (2 * (variance + parts.scalar(VARIANCE_EPS, g_out)))
+    g_mu_rows, g_b_from_transport, g_w = parts.transport_backward(transport_residuals, g_p)
     g_b_rows = g_b_rows + g_b_from_transport
-    g_x_from_distance, g_mu_from_distance = poincare_distance_backward(
+    g_x_from_distance, g_mu_from_distance = parts.distance_backward(
         distance_residuals, g_variance * 2 * d / batch
     )
-    g_mu_from_log, g_x = poincare_logmap_backward(log_residuals, g_w)
-    g_mu = np.sum(g_mu_rows + g_mu_from_distance + g_mu_from_log, axis=0)
-    g_x = g_x + g_x_from_distance + _midpoint_backward(mu_residuals, g_mu)
-    (g_beta,) = poincare_expmap0_backward(b_residuals, np.sum(g_b_rows, axis=0))
-    return g_x, np.asarray(g_gamma, dtype=g_out.dtype), g_beta
+    g_mu_from_log, g_x = parts.logmap_backward(log_residuals, g_w)
+    g_mu = xp.sum(g_mu_rows + g_mu_from_distance + g_mu_from_log, axis=0)
+    g_x = g_x + g_x_from_distance + parts.midpoint_backward(mu_residuals, g_mu)
+    (g_beta,) = parts.expmap0_backward(b_residuals, xp.sum(g_b_rows, axis=0))
+    return g_x, xp.asarray(g_gamma, dtype=g_out.dtype), g_beta
+
+
+REFERENCE_PARTS = BatchNormParts(
+    expmap0_forward=poincare_expmap0.forward,
+    expmap0_backward=poincare_expmap0_backward,
+    midpoint_forward=_midpoint_forward,
+    midpoint_backward=_midpoint_backward,
+    logmap_forward=poincare_logmap.forward,
+    logmap_backward=poincare_logmap_backward,
+    distance_forward=poincare_distance.forward,
+    distance_backward=poincare_distance_backward,
+    transport_forward=poincare_parallel_transport.forward,
+    transport_backward=poincare_parallel_transport_backward,
+    expmap_forward=poincare_expmap.forward,
+    expmap_backward=poincare_expmap_backward,
+)

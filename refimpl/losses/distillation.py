@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blocks import log_softmax
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Float, Real
 
-__all__ = ["PAPER", "distillation_kl", "log_softmax"]
+__all__ = ["PAPER", "distillation_kl"]
 
 PAPER = Paper(
     "A Closer Look at Rehearsal-Free Continual Learning",
     arxiv="2203.17269",
     year=2023,
 )
-
-
-def log_softmax(z: np.ndarray) -> np.ndarray:
-    """``z − logsumexp(z)`` over the last axis; the row max is subtracted first, so exp cannot overflow."""
-    shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def _check(arguments) -> None:

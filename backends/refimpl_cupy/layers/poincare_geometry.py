@@ -24,7 +24,13 @@ from refimpl import Impl
 from refimpl.layers.poincare import PROJECT_EPS, SERIES_BELOW
 
 from .._fuse import kernel_set, xp_of
-from .poincare import _below_one, _scalar, mobius_add_backward
+from .poincare import (
+    _scalar,
+    mobius_add_backward,
+    poincare_expmap0_forward,
+    poincare_logmap0_forward,
+    scaled_map_backward,
+)
 from .poincare import kernels_for as map_kernels_for
 
 
@@ -150,20 +156,16 @@ def _row_dot(a, b):
 
 
 def _logmap0(y, c):
-    maps = map_kernels_for(y)
-    f, h = maps.logmap0_factors(_squared_norm(y), c, _scalar(SERIES_BELOW, y), _below_one(y))
-    return maps.scale_rows(y, f), (y, f, h, c)
+    return poincare_logmap0_forward(y, c=c)
 
 
 def _expmap0(v, c):
-    maps = map_kernels_for(v)
-    f, h = maps.expmap0_factors(_squared_norm(v), c, _scalar(SERIES_BELOW, v))
-    return maps.scale_rows(v, f), (v, f, h, c)
+    return poincare_expmap0_forward(v, c=c)
 
 
 def _scaled_map_backward(residuals, g_o):
-    a, f, h, c = residuals
-    return map_kernels_for(a).scaled_map_grad(g_o, a, f, h, _row_dot(g_o, a), c)
+    (g_a,) = scaled_map_backward(residuals, g_o)
+    return g_a
 
 
 def _mobius_add(x, y, c):

@@ -15,7 +15,11 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
-from refimpl.layers.poincare_batchnorm import VARIANCE_EPS
+from refimpl.layers.poincare_batchnorm import (
+    BatchNormParts,
+    chain_batch_norm_backward,
+    chain_batch_norm_forward,
+)
 
 from .poincare import _below_one, poincare_expmap0_forward, scaled_map_backward
 from .poincare_geometry import (
@@ -107,67 +111,29 @@ def poincare_midpoint_backward(residuals, g_m):
     return (_midpoint_backward(residuals, g_m),)
 
 
+PARTS = BatchNormParts(
+    expmap0_forward=poincare_expmap0_forward,
+    expmap0_backward=scaled_map_backward,
+    midpoint_forward=_midpoint_forward,
+    midpoint_backward=_midpoint_backward,
+    logmap_forward=poincare_logmap_forward,
+    logmap_backward=poincare_logmap_backward,
+    distance_forward=poincare_distance_forward,
+    distance_backward=poincare_distance_backward,
+    transport_forward=poincare_parallel_transport_forward,
+    transport_backward=poincare_parallel_transport_backward,
+    expmap_forward=poincare_expmap_forward,
+    expmap_backward=poincare_expmap_backward,
+)
+
+
 def poincare_batch_norm_forward(x, gamma, beta, *, c=1.0):
-    c = float(c)
-    x = np.ascontiguousarray(x)
-    batch = x.shape[0]
-    b, b_residuals = poincare_expmap0_forward(beta, c=c)
-    mu, mu_residuals = _midpoint_forward(x, c)
-    mu_rows = np.broadcast_to(mu, x.shape)
-    b_rows = np.broadcast_to(b, x.shape)
-    w, log_residuals = poincare_logmap_forward(mu_rows, x, c=c)
-    d, distance_residuals = poincare_distance_forward(x, mu_rows, c=c)
-    variance = np.sum(d * d) / batch
-    p, transport_residuals = poincare_parallel_transport_forward(mu_rows, b_rows, w, c=c)
-    scale = np.sqrt(gamma / (variance + VARIANCE_EPS))
-    z = scale * p
-    out, exp_residuals = poincare_expmap_forward(b_rows, z, c=c)
-    residuals = (
-        gamma,
-        d,
-        variance,
-        p,
-        scale,
-        b_residuals,
-        mu_residuals,
-        log_residuals,
-        distance_residuals,
-        transport_residuals,
-        exp_residuals,
-    )
-    return out, residuals
+    """The reference's chain (``chain_batch_norm_forward``) over this backend's kernels."""
+    return chain_batch_norm_forward(np.ascontiguousarray(x), gamma, beta, float(c), PARTS)
 
 
 def poincare_batch_norm_backward(residuals, g_out):
-    (
-        gamma,
-        d,
-        variance,
-        p,
-        scale,
-        b_residuals,
-        mu_residuals,
-        log_residuals,
-        distance_residuals,
-        transport_residuals,
-        exp_residuals,
-    ) = residuals
-    batch = g_out.shape[0]
-    g_b_rows, g_z = poincare_expmap_backward(exp_residuals, g_out)
-    g_scale = np.sum(g_z * p)
-    g_p = scale * g_z
-    g_gamma = g_scale * scale / (2 * gamma)
-    g_variance = -g_scale * scale / (2 * (variance + VARIANCE_EPS))
-    g_mu_rows, g_b_from_transport, g_w = poincare_parallel_transport_backward(transport_residuals, g_p)
-    g_b_rows = g_b_rows + g_b_from_transport
-    g_x_from_distance, g_mu_from_distance = poincare_distance_backward(
-        distance_residuals, g_variance * 2 * d / batch
-    )
-    g_mu_from_log, g_x = poincare_logmap_backward(log_residuals, g_w)
-    g_mu = np.sum(g_mu_rows + g_mu_from_distance + g_mu_from_log, axis=0)
-    g_x = g_x + g_x_from_distance + _midpoint_backward(mu_residuals, g_mu)
-    (g_beta,) = scaled_map_backward(b_residuals, np.sum(g_b_rows, axis=0))
-    return g_x, np.asarray(g_gamma, dtype=g_out.dtype), g_beta
+    return chain_batch_norm_backward(residuals, g_out, PARTS)
 
 
 IMPLS = {

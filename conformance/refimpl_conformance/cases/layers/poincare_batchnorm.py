@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+from .poincare import BOUNDARY, _ball_points, _directions, _random_c
 
 NOTES = {
     "SAME_POINT": "identical points: the midpoint is the point; σ² = 0 and the scale is √(γ/1e-6)",
@@ -20,23 +21,6 @@ NOTES = {
     "TINY_SPREAD": "spread ~1e-5 ≪ √ε: σ² ≪ 1e-6 and the scale ≈ 1000√γ",
     "LIBRARY_INIT": "γ = 1, β = 0: the official code's initialization",
 }
-
-BOUNDARY = 1 - 1e-7  # fraction of the radius 1/√c; exists in float64 only
-
-
-def _directions(rng, shape):
-    d = rng.standard_normal(shape)
-    norms = np.linalg.norm(d, axis=-1, keepdims=True)
-    return d / np.where(norms > 0, norms, 1.0)
-
-
-def _ball_points(rng, shape, c, fractions):
-    """Points at ``fractions`` (one per row) of the radius ``1/√c``, random directions."""
-    return _directions(rng, shape) * (np.asarray(fractions)[..., None] / np.sqrt(c))
-
-
-def _random_c(rng):
-    return float(rng.choice([0.1, 1.0, 2.5]))
 
 
 def _repeated(point, count):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+from .poincare import BOUNDARY, _ball_points, _directions, _random_c
 
 NOTES = {
     "IDENTITY_INIT": "Z = ½·eye, r = 0: poincare_fc is the identity; zero columns have ‖z_k‖ = 0",
@@ -19,23 +20,6 @@ NOTES = {
     "KINK": "a tangent coordinate exactly 0: ReLU's kink, finite differences are not meaningful",
     "CONV_GEOMETRY": "stride, padding and kernel size: the fold must scatter-add exactly where unfold read",
 }
-
-BOUNDARY = 1 - 1e-7  # fraction of the radius 1/√c; exists in float64 only
-
-
-def _directions(rng, shape):
-    d = rng.standard_normal(shape)
-    norms = np.linalg.norm(d, axis=-1, keepdims=True)
-    return d / np.where(norms > 0, norms, 1.0)
-
-
-def _ball_points(rng, shape, c, fractions):
-    """Points at ``fractions`` (one per row) of the radius ``1/√c``, random directions."""
-    return _directions(rng, shape) * (np.asarray(fractions)[..., None] / np.sqrt(c))
-
-
-def _random_c(rng):
-    return float(rng.choice([0.1, 1.0, 2.5]))
 
 
 def _identity_Z(n_in, n_out):
