@@ -131,20 +131,38 @@ BENCH_CASES: dict[str, BenchCase] = {
 }
 
 
+def _loss_case_dims(cases, shape) -> dict[str, int] | None:
+    """The sampler's dims at the benchmark's size: its first dim (B or N, the rows) gets
+    ``shape[0]``, its second (classes, items, buckets, features) ``shape[-1]``; a dataset size N
+    after the first is ``shape[0]``; any other dim keeps the top of its conformance range."""
+    names = list(cases.dims)
+    if not names or names[0] not in ("B", "N"):
+        return None
+    if len(names) == 1:  # in-batch scores: a (rows, rows) problem
+        return {names[0]: shape[0]}
+    dims = {names[0]: shape[0], names[1]: shape[-1]}
+    for name in names[2:]:
+        dims[name] = shape[0] if name == "N" else cases.dims[name][1]
+    return dims
+
+
 def _classification_loss_case(op_name: str) -> BenchCase | None:
-    """A bench case for a differentiable loss over (B, K) logits, built from its conformance
-    sampler at the benchmark's size (valid inputs by construction; ``reduction`` left at its
-    default). The PyTorch baseline is the fused softmax cross-entropy on the same (B, K)
-    logits: the speed a user has today, not the same loss."""
+    """A bench case for a differentiable loss over rows × classes (or items, buckets,
+    features), built from its conformance sampler at the benchmark's size (valid inputs by
+    construction; ``reduction`` left at its default). The PyTorch baseline is the fused
+    softmax cross-entropy on the same (rows, classes) logits: the speed a user has today,
+    not the same loss."""
     from ._cases import all_cases
 
     cases = all_cases().get(op_name)
     op = refimpl.get(op_name)
-    if cases is None or not op.differentiable or set(cases.dims) != {"B", "K"}:
+    if cases is None or not op.differentiable or op.family not in ("losses", "reweighting"):
+        return None
+    if _loss_case_dims(cases, (2, 2)) is None:
         return None
 
     def make(shape, dtype, rng):
-        sample = cases.random(rng, B=shape[0], K=shape[-1])
+        sample = cases.random(rng, **_loss_case_dims(cases, shape))
         args = tuple(
             a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in sample.args
         )
@@ -155,9 +173,10 @@ def _classification_loss_case(op_name: str) -> BenchCase | None:
         return args, kwargs, cotangent
 
     def torch_step(torch, args, kwargs, cotangent):
-        z = next(a for a in args if isinstance(a, np.ndarray) and a.ndim == 2 and a.dtype.kind == "f")
+        z = next(a for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+        z = z.reshape(-1, z.shape[-1])
         labels = np.random.default_rng(1).integers(0, z.shape[1], size=z.shape[0])
-        return _cross_entropy_torch(torch, z, labels, cotangent)
+        return _cross_entropy_torch(torch, np.ascontiguousarray(z), labels, cotangent)
 
     return BenchCase(
         op_name,
@@ -341,7 +360,11 @@ def bench(
         if case is None:
             report.notes.append(f"{op_name}: no benchmark (not a (B, K) differentiable loss)")
             continue
-        args, kwargs, cotangent = case.make(shape, dtype, rng)
+        try:
+            args, kwargs, cotangent = case.make(shape, dtype, rng)
+        except (ValueError, MemoryError) as error:  # a conformance sampler that does not scale
+            report.notes.append(f"{op_name}: no inputs of shape {shape} ({error}); not timed")
+            continue
         item = np.dtype(dtype).itemsize
         if case.bytes_moved is not None:
             moved = case.bytes_moved(shape, item)
