@@ -121,7 +121,7 @@ def _show_sample(args: argparse.Namespace, out: _Out) -> None:
     for op_name in args.op or []:
         cases = cases_for(op_name)
         if args.seed is not None:
-            sample = cases.random_sample(args.seed)
+            sample = cases.random_sample(args.seed, args.dims)
         else:
             sample = next(s for s in cases.edges() if s.name == args.sample)
         out.print(f"# {op_name} sample {sample.name!r} {sample.comment}")
@@ -130,6 +130,14 @@ def _show_sample(args: argparse.Namespace, out: _Out) -> None:
             for name, value in zip(refimpl.get(op_name).signature.parameters, values, strict=False):
                 out.print(f"{name} ({dtype}) = {value!r}")
             out.print(f"params = {sample.kwargs!r}")
+
+
+def _parse_dims(text: str) -> dict[str, int]:
+    """``B=4,n=1`` -> {"B": 4, "n": 1} (the dimensions a repro line names)."""
+    try:
+        return {key.strip(): int(value) for key, value in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=INT[,NAME=INT...], got {text!r}") from None
 
 
 def _check_impl(args: argparse.Namespace, out: _Out):
@@ -169,6 +177,7 @@ def _check_impl(args: argparse.Namespace, out: _Out):
             dtypes=args.dtype,
             seeds=seeds,
             sample_name=args.sample,
+            dims=args.dims,
         )
         report.results.extend(part.results)
     return report
@@ -212,6 +221,7 @@ def cmd_check(args: argparse.Namespace, out: _Out) -> int:
         seeds=seeds,
         sample_name=args.sample,
         edges=args.seed is None,  # a repro by seed: that random sample only
+        dims=args.dims,
     )
     if args.show:
         _show_sample(args, out)
@@ -374,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", action="append", choices=["float64", "float32"], help="default: both")
     check.add_argument("--seeds", type=int, default=5, help="random samples per op (default 5)")
     check.add_argument("--seed", type=int, help="only the random sample of this seed (a repro)")
+    check.add_argument(
+        "--dims",
+        type=_parse_dims,
+        help="with --seed: these dimensions instead of those the seed draws, e.g. B=4,n=1",
+    )
     check.add_argument("--sample", help="only the edge case of this name (a repro)")
     check.add_argument("--show", action="store_true", help="print the sample's arrays")
     check.add_argument("--json", help="write the full report to this JSON file")

@@ -63,6 +63,30 @@ def test_check_repro_by_seed_shows_the_arrays(capsys):
     assert "random[seed=3" in out and "gamma (float64) = array(" in out
 
 
+def test_a_suite_repro_line_rebuilds_the_drawn_dimensions_and_the_host_backend(capsys):
+    """The suite draws dimensions apart from the seed: its repro line carries them
+    (``--dims``), and names ``cupy[host]`` when it checked the CuPy code on NumPy."""
+    from refimpl_conformance import cases_for
+    from refimpl_conformance._engine import repro_command
+
+    sample = cases_for("layer_norm").random_sample(3, {"B": 2, "D": 1})
+    line = repro_command("layer_norm", "cupy[host]", "float32", sample)
+    assert line.endswith("--dtype float32 --seed 3 --dims B=2,D=1 --show")
+    argv = line.split()[1:]
+    argv[argv.index("'cupy[host]'")] = "cupy[host]"  # what the shell's quoting removes
+    assert main([*argv, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "random[seed=3; B=2,D=1]" in out and "cupy[host]" in out and "1 failed" not in out
+
+
+def test_check_rejects_malformed_dims(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["check", "--op", "layer_norm", "--seed", "3", "--dims", "B=two"])
+    assert "expected NAME=INT" in capsys.readouterr().err
+
+
 def test_bench_reports_time_ratios_and_bandwidth():
     report = bench(["layer_norm"], ["numpy", "numba"], shape=(64, 32), repeat=2, torch_baseline=False)
     assert report.copy_gbps > 0

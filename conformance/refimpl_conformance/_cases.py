@@ -63,6 +63,7 @@ class Sample:
     dtypes: tuple[str, ...] = ("float64", "float32")
     tolerances: dict[str, Tolerance] = field(default_factory=dict)
     seed: int | None = None
+    dims: dict[str, int] | None = None  # set when the dimensions were given, not drawn from the seed
 
 
 @dataclass
@@ -105,13 +106,14 @@ class OpCases:
         chosen = self.draw_dims(rng) if dims is None else dict(dims)
         sample = self.random(rng, **chosen)
         sample.seed = seed
+        sample.dims = None if dims is None else dict(dims)
         if sample.name == "random":
             shape = ",".join(f"{k}={v}" for k, v in chosen.items())
             sample.name = f"random[seed={seed}; {shape}]"
         return sample
 
-    def samples(self, seeds: Sequence[int]) -> list[Sample]:
-        return [self.random_sample(seed) for seed in seeds] + list(self.edges())
+    def samples(self, seeds: Sequence[int], dims: Mapping[str, int] | None = None) -> list[Sample]:
+        return [self.random_sample(seed, dims) for seed in seeds] + list(self.edges())
 
 
 _CASES: dict[str, OpCases] = {}

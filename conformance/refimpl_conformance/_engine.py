@@ -60,6 +60,8 @@ def repro_command(op: str, backend: str, dtype: str, sample: Sample | str) -> st
     """The `refimpl check` command that reruns one sample and prints its arrays."""
     if isinstance(sample, Sample) and sample.seed is not None:
         which = f"--seed {sample.seed}"
+        if sample.dims:
+            which += " --dims " + ",".join(f"{k}={v}" for k, v in sample.dims.items())
     else:
         name = sample.name if isinstance(sample, Sample) else sample
         which = f"--sample {shlex.quote(name)}"

@@ -14,6 +14,8 @@ from refimpl import Backend
 from ._cases import OpCases, Sample, all_cases
 from ._engine import FLOAT_DTYPES, Result, check_errors, check_finite_differences, check_sample
 
+HOST_SUFFIX = "[host]"  # "cupy[host]" names the CuPy backend's code run on NumPy inputs
+
 __all__ = ["Plan", "Report", "plan", "run"]
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -81,13 +83,14 @@ class Plan:
     notes: list[str]
     self_checks: list[tuple[str, str, Callable[[], None]]]
     edges: bool = True
+    dims: dict[str, int] | None = None
 
     def samples(self, cases: OpCases) -> list[Sample]:
         if self.sample_name is not None:
             return [s for s in cases.edges() if s.name == self.sample_name]
         if not self.edges:
-            return [cases.random_sample(seed) for seed in self.seeds]
-        return cases.samples(self.seeds)
+            return [cases.random_sample(seed, self.dims) for seed in self.seeds]
+        return cases.samples(self.seeds, self.dims)
 
     def size(self) -> int:
         per_op = sum(len(self.samples(c)) for c in self.ops)
@@ -101,6 +104,7 @@ def plan(
     seeds: Sequence[int] = DEFAULT_SEEDS,
     sample_name: str | None = None,
     edges: bool = True,
+    dims: dict[str, int] | None = None,
 ) -> Plan:
     """Decide what to run: every installed backend and every op with cases by default.
 
@@ -121,12 +125,19 @@ def plan(
     notes: list[str] = []
     self_checks: list[tuple[str, str, Callable[[], None]]] = []
     for name in backends if backends is not None else refimpl.backends():
+        base, on_host = (name[: -len(HOST_SUFFIX)], True) if name.endswith(HOST_SUFFIX) else (name, False)
         try:
-            backend = refimpl.backend(name)
+            backend = refimpl.backend(base)
         except (ImportError, OSError) as error:
             notes.append(
                 f"{name}: not importable ({error}); install the extra: pip install 'refimpl[{name}]'"
             )
+            continue
+        if on_host:  # "cupy[host]": the backend's array logic on NumPy inputs, GPU or not
+            if backend.host_variant is None:
+                raise KeyError(f"backend {base!r} has no host variant; drop {HOST_SUFFIX!r}")
+            host = backend.host_variant()
+            targets.append((host.name, host))
             continue
         for label, check in backend.self_checks.items():
             self_checks.append((backend.name, label, check))
@@ -139,7 +150,7 @@ def plan(
             notes.append(f"{name}: {why}; checked its array logic on NumPy inputs as '{host.name}'")
         else:
             notes.append(f"{name}: {why}; not checked")
-    return Plan(targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks, edges)
+    return Plan(targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks, edges, dims)
 
 
 def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report:

@@ -271,6 +271,7 @@ def check(
     device: str | None = None,
     errors: bool = False,
     sample_name: str | None = None,
+    dims: Mapping[str, int] | None = None,
 ) -> Report:
     """Check ``fn`` against the reference on every sample of ``op``'s conformance cases.
 
@@ -278,13 +279,14 @@ def check(
     ``lambda s: s.kwargs.get("reduction", "mean") == "mean"``); the others are reported as
     skipped, never as passed. ``errors=True`` also runs the error cases (only meaningful
     when ``fn`` validates its input like refimpl does). ``seeds`` picks the random samples
-    and ``sample_name`` narrows the run to one sample (a repro).
+    (``dims`` fixes their dimensions instead of drawing them from the seed) and
+    ``sample_name`` narrows the run to one sample (a repro).
     """
     op = refimpl.get(op)
     backend = wrap(op, fn, framework=framework, vjp=vjp, argmap=argmap, device=device)
     cases = cases_for(op.name)
     report = Report()
-    samples = cases.samples(seeds)
+    samples = cases.samples(seeds, dims)
     if sample_name is not None:
         samples = [s for s in samples if s.name == sample_name]
     for sample in samples:

@@ -751,7 +751,15 @@ def _three_args_random(rng, B, n):
     c = _random_c(rng)
     a = _ball_points(rng, (B, n), c, rng.uniform(0, 0.9, B))
     b = _ball_points(rng, (B, n), c, rng.uniform(0, 0.9, B))
-    return Sample("random", (a, b, rng.standard_normal((B, n))), {"c": c})
+    # float32: the cotangents of a and b are sums of terms of size ~‖g‖‖v‖λ_a²λ_b² that
+    # cancel (exactly, for n = 1); computed in float32 they keep ~1e-4 of that size
+    # (worst 1.5e-4 over 1 500 seeds at n = 1), hence atol 5e-4 there
+    return Sample(
+        "random",
+        (a, b, rng.standard_normal((B, n))),
+        {"c": c},
+        tolerances={"float32": Tolerance(rtol=2e-4, atol=5e-4)},
+    )
 
 
 def _three_args_edges(rng):

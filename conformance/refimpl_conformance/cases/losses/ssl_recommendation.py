@@ -16,9 +16,17 @@ NOTES = {
 }
 
 
+def _rows_away_from_zero(x, smallest=0.1):
+    """Rows of norm < ``smallest`` scaled up to it: the curvature of z/sqrt(‖z‖² + eps)
+    grows like 1/‖z‖² near 0, where central differences lose their digits (the zero row
+    is an edge case of its own)."""
+    norm = np.sqrt((x * x).sum(axis=-1, keepdims=True))
+    return np.where(norm < smallest, x * (smallest / np.maximum(norm, 1e-300)), x)
+
+
 def _infonce_random(rng, N, D):  # noqa: N803
-    z = rng.standard_normal((N, D))
-    z_prime = z + rng.standard_normal((N, D)) * float(rng.choice([0.1, 1.0]))
+    z = _rows_away_from_zero(rng.standard_normal((N, D)))
+    z_prime = _rows_away_from_zero(z + rng.standard_normal((N, D)) * float(rng.choice([0.1, 1.0])))
     kwargs = {
         "temperature": float(rng.choice([0.05, 0.1, 0.5, 1.0])),
         "alpha": float(rng.choice([0.1, 1.0, 3.0])),
