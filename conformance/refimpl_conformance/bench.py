@@ -149,9 +149,9 @@ def _loss_case_dims(cases, shape) -> dict[str, int] | None:
 def _classification_loss_case(op_name: str) -> BenchCase | None:
     """A bench case for a differentiable loss over rows × classes (or items, buckets,
     features), built from its conformance sampler at the benchmark's size (valid inputs by
-    construction; ``reduction`` left at its default). The PyTorch baseline is the fused
-    softmax cross-entropy on the same (rows, classes) logits: the speed a user has today,
-    not the same loss."""
+    construction; every option that has a default left at it, ``reduction`` included). The
+    PyTorch baseline is the fused softmax cross-entropy on the same (rows, classes) logits:
+    the speed a user has today, not the same loss."""
     from ._cases import all_cases
 
     cases = all_cases().get(op_name)
@@ -161,12 +161,18 @@ def _classification_loss_case(op_name: str) -> BenchCase | None:
     if _loss_case_dims(cases, (2, 2)) is None:
         return None
 
+    defaults = {
+        name for name, p in op.signature.parameters.items() if p.default is not inspect.Parameter.empty
+    }
+
     def make(shape, dtype, rng):
         sample = cases.random(rng, **_loss_case_dims(cases, shape))
         args = tuple(
             a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in sample.args
         )
-        kwargs = {k: v for k, v in sample.kwargs.items() if k != "reduction"}
+        # the op's defaults (the paper's configuration) for every option that has one; the
+        # sampler's draw only for the required ones (e.g. comp-sum's τ)
+        kwargs = {k: v for k, v in sample.kwargs.items() if k not in defaults}
         outputs = op(*args, **kwargs)
         first = outputs[0] if isinstance(outputs, tuple) else outputs
         cotangent = np.ones_like(np.asarray(first))

@@ -3,9 +3,12 @@
 Mirrors ``refimpl/losses/ldr_kl.py``. The three logit normalizations share one form,
 ``z̃ = u/s`` with ``s = mean_k |u_k|``: ``u = z, s = 1`` ("none"), ``u = softplus(z)``
 ("softplus_mean") and ``u = z`` ("l1", ``K z/‖z‖₁ = z/mean|z|``), so one kernel serves all
-three, and their VJPs share ``g_u = (g − sign(u)⟨g, u⟩/(K s))/s``. One pass per row
-normalizes, forms ``a = b/λ_i`` and evaluates ``λ_i (m + log1p(mean expm1(a − m)))``; the
-worst-case distribution ``q = softmax(a)`` is kept for the backward. Row scalars are float64.
+three (given u: z itself, or softplus(z) computed first), and their VJPs share
+``g_u = (g − sign(u)⟨g, u⟩/(K s))/s``. One pass per row normalizes, forms ``a = b/λ_i``
+and evaluates ``λ_i (m + log1p(mean expm1(a − m)))``; the backward rebuilds the worst-case
+distribution ``q = softmax(a)`` from the saved row max and normalizer (no (B, K) buffer kept
+between the passes). Row scalars are float64; ``exp`` and ``expm1`` are the vectorizable
+ones of ``_vmath``.
 """
 
 from __future__ import annotations
@@ -17,12 +20,18 @@ from numba import njit, prange
 
 from refimpl import Impl
 
+from .._vmath import exp, expm1
+
 _MODES = {"none": 0, "softplus_mean": 1, "l1": 2}
 
 
-@njit(cache=True, inline="always")
-def _softplus(x):
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+@njit(parallel=True, cache=True)
+def _softplus_rows(z, u):
+    """u = softplus(z) = max(z, 0) + log1p(exp(−|z|)), in float64 (the "softplus_mean" mode)."""
+    for i in prange(z.shape[0]):
+        for k in range(z.shape[1]):
+            v = float(z[i, k])
+            u[i, k] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
 @njit(cache=True, inline="always")
@@ -31,64 +40,63 @@ def _sigmoid(x):
     return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
 
 
-@njit(cache=True, inline="always")
-def _u(v, mode):
-    return _softplus(v) if mode == 1 else float(v)
-
-
-@njit(parallel=True, cache=True)
-def _ldr_rows(z, y, c, lam, mode, q, scale, per_row):
-    num_classes = z.shape[1]
-    for i in prange(z.shape[0]):
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _ldr_rows(u, y, c, lam, normalized, row_max, normalizer, scale, per_row):
+    num_classes = u.shape[1]
+    for i in prange(u.shape[0]):
         s = 1.0
-        if mode != 0:
+        if normalized:
             total = 0.0
             for k in range(num_classes):
-                total += abs(_u(z[i, k], mode))
+                total += abs(u[i, k])
             s = total / num_classes
         label = y[i]
-        z_tilde_y = _u(z[i, label], mode) / s
+        inverse_s = 1.0 / s
+        z_tilde_y = u[i, label] * inverse_s
         inverse_lam = 1.0 / lam[i]
         m = -math.inf
-        for k in range(num_classes):
-            margin = 0.0 if k == label else c + _u(z[i, k], mode) / s - z_tilde_y
-            a = margin * inverse_lam
-            q[i, k] = a
-            m = max(m, a)
+        for k in range(num_classes):  # a_k = b_k/λ_i, b_y = 0
+            m = max(m, 0.0 if k == label else (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam)
         acc = 0.0
-        for k in range(num_classes):
-            acc += math.expm1(q[i, k] - m)  # every exponent is <= 0
+        for k in range(num_classes):  # every exponent is <= 0
+            a = 0.0 if k == label else (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam
+            acc += expm1(a - m)
         per_row[i] = lam[i] * (m + math.log1p(acc / num_classes))
-        normalizer = acc + num_classes  # Σ_k exp(a_k − m)
-        for k in range(num_classes):
-            q[i, k] = math.exp(q[i, k] - m) / normalizer
+        row_max[i] = m
+        normalizer[i] = acc + num_classes  # Σ_k exp(a_k − m)
         scale[i] = s
 
 
-@njit(parallel=True, cache=True)
-def _ldr_backward_rows(z, y, q, scale, mode, weight, g_z):
-    num_classes = z.shape[1]
-    for i in prange(z.shape[0]):
-        w = weight[i]
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _ldr_backward_rows(u, y, c, lam, normalized, row_max, normalizer, scale, weight, z, softplus, g_z):
+    """ū_k = w (q_k − δ_ky) with q = softmax(a) rebuilt from the row's max and normalizer,
+    then through the normalization and, for "softplus_mean", du/dz = σ(z)."""
+    num_classes = u.shape[1]
+    for i in prange(u.shape[0]):
         label = y[i]
-        if mode == 0:
-            for k in range(num_classes):
-                g_z[i, k] = w * (q[i, k] - (1.0 if k == label else 0.0))
-            continue
         s = scale[i]
+        inverse_s = 1.0 / s
+        z_tilde_y = u[i, label] * inverse_s
+        inverse_lam = 1.0 / lam[i]
+        m = row_max[i]
+        w_over_normalizer = weight[i] / normalizer[i]
+        for k in range(num_classes):
+            a = 0.0 if k == label else (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam
+            g_z[i, k] = w_over_normalizer * exp(a - m)
+        g_z[i, label] -= weight[i]
+        if not normalized:
+            continue
         g_dot_u = 0.0
         for k in range(num_classes):
-            g = w * (q[i, k] - (1.0 if k == label else 0.0))
-            g_dot_u += g * _u(z[i, k], mode)
+            g_dot_u += g_z[i, k] * u[i, k]
         correction = g_dot_u / (num_classes * s)
-        for k in range(num_classes):
-            g = w * (q[i, k] - (1.0 if k == label else 0.0))
-            if mode == 1:  # u = softplus(z) > 0, du/dz = σ(z)
-                g_z[i, k] = (g - correction) / s * _sigmoid(z[i, k])
-            else:  # u = z: sign(z)
-                v = float(z[i, k])
-                sign = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
-                g_z[i, k] = (g - sign * correction) / s
+        for k in range(num_classes):  # sign(u) = sign(z) ("l1"), 1 (softplus > 0)
+            v = u[i, k]
+            sign = 1.0 if v > 0 else (-1.0 if v < 0 else 0.0)
+            g_z[i, k] = (g_z[i, k] - sign * correction) * inverse_s
+        if softplus:
+            for k in range(num_classes):
+                g_z[i, k] = g_z[i, k] * _sigmoid(float(z[i, k]))
 
 
 def _reduce(per_row, reduction, dtype):
@@ -112,31 +120,36 @@ def _forward(z, y, c, lam_rows, normalize):
     work = np.ascontiguousarray(z)
     labels = np.ascontiguousarray(y, dtype=np.int64)
     mode = _MODES[normalize]
-    q = np.empty(work.shape, dtype=np.float64)
-    scale = np.empty(work.shape[0], dtype=np.float64)
-    per_row = np.empty(work.shape[0], dtype=np.float64)
-    _ldr_rows(work, labels, float(c), lam_rows, mode, q, scale, per_row)
-    return work, labels, mode, q, scale, per_row
+    u = work
+    if mode == 1:
+        u = np.empty(work.shape, dtype=np.float64)
+        _softplus_rows(work, u)
+    row_max, normalizer, scale, per_row = (np.empty(work.shape[0], dtype=np.float64) for _ in range(4))
+    _ldr_rows(u, labels, float(c), lam_rows, mode != 0, row_max, normalizer, scale, per_row)
+    return per_row, (u, labels, float(c), lam_rows, mode != 0, row_max, normalizer, scale, work, mode == 1)
 
 
 def ldr_kl_loss_forward(z, y, *, c=0.1, lam=10.0, normalize="none", reduction="mean"):
-    lam_rows = np.full(z.shape[0], float(lam))
-    work, labels, mode, q, scale, per_row = _forward(z, y, c, lam_rows, normalize)
-    return _reduce(per_row, reduction, z.dtype), (work, labels, mode, q, scale, reduction)
+    per_row, saved = _forward(z, y, c, np.full(z.shape[0], float(lam)), normalize)
+    return _reduce(per_row, reduction, z.dtype), (saved, reduction)
 
 
 def ldr_kl_loss_backward(residuals, g_loss):
-    work, labels, mode, q, scale, reduction = residuals
+    saved, reduction = residuals
+    u, labels, c, lam_rows, normalized, row_max, normalizer, scale, work, softplus = saved
     g_z = np.empty(work.shape, dtype=work.dtype)
-    _ldr_backward_rows(work, labels, q, scale, mode, _row_weights(g_loss, reduction, work.shape[0]), g_z)
+    weight = _row_weights(g_loss, reduction, work.shape[0])
+    _ldr_backward_rows(
+        u, labels, c, lam_rows, normalized, row_max, normalizer, scale, weight, work, softplus, g_z
+    )
     return (g_z,)
 
 
 def aldr_kl_loss_forward(z, y, lam, ids, *, c=0.1, lam0=10.0, alpha=2.0, normalize="none", reduction="mean"):
     lam_rows = np.ascontiguousarray(lam[ids], dtype=np.float64)
-    work, labels, mode, q, scale, per_row = _forward(z, y, c, lam_rows, normalize)
+    per_row, saved = _forward(z, y, c, lam_rows, normalize)
     per_row -= alpha * math.log(z.shape[1]) / (2 * lam0) * (lam_rows - lam0) ** 2
-    return _reduce(per_row, reduction, z.dtype), (work, labels, mode, q, scale, reduction)
+    return _reduce(per_row, reduction, z.dtype), (saved, reduction)
 
 
 IMPLS = {
