@@ -1,4 +1,5 @@
-"""``exp`` and ``expm1`` that LLVM can vectorize, for the Numba kernels.
+"""``exp`` and ``expm1`` that LLVM can vectorize, for the Numba kernels, and the row
+log-sum-exp built on them.
 
 ``math.exp`` in a Numba loop is a call into the C library, one element at a time: without
 Intel's SVML (which the llvmlite wheels no longer link) LLVM cannot turn it into SIMD code,
@@ -18,6 +19,8 @@ at most 4e-16 relative (2 ulp) — float64 kernels keep their digits.
 |x| < ln 2/2 (where ``exp(x) − 1`` would cancel) and ``exp(x) − 1`` elsewhere (|eˣ − 1| > 0.29
 there, so the rounding of eˣ costs at most a few ulp): at most 4 ulp against ``np.expm1``.
 
+Numba's ``float(x)`` of a float32 ``x`` stays float32: kernels widen with ``np.float64(x)``.
+
 Infinite inputs give 0 and inf (−1 and inf for ``expm1``); NaN is not supported (the op layer rejects it).
 
 Use it from a kernel compiled with ``fastmath={"reassoc"}`` (so LLVM may vectorize the row
@@ -32,10 +35,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import njit, types
 from numba.core.extending import intrinsic
 
-__all__ = ["exp", "expm1"]
+__all__ = ["exp", "expm1", "row_log_sum_exp"]
 
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n·LN2_HI is exact for |n| < 2¹¹
@@ -107,3 +111,20 @@ def expm1(x):
     p = p * x + 1.0
     near_zero = x * p
     return near_zero if abs(x) < 0.34657359027997264 else far
+
+
+@njit(cache=True, inline="always")
+def row_log_sum_exp(z, i, scale=1.0):
+    """``(m, log Σ_k exp(u_k − m))`` of the row ``u = scale·z[i]``, ``m = max u``, in float64.
+
+    Inlined into the calling kernel, so the caller's ``fastmath={"reassoc"}`` lets the max and
+    the sum vectorize (``exp`` stays a call of its own: see the module docstring). The row's
+    log-sum-exp is ``m + log_total``; ``exp(u_k − m − log_total)`` is its softmax.
+    """
+    m = -math.inf
+    for k in range(z.shape[1]):
+        m = max(m, np.float64(z[i, k]) * scale)
+    total = 0.0
+    for k in range(z.shape[1]):
+        total += exp(np.float64(z[i, k]) * scale - m)  # the max is subtracted: no overflow
+    return m, math.log(total)

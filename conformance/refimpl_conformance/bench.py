@@ -133,16 +133,19 @@ BENCH_CASES: dict[str, BenchCase] = {
 
 def _loss_case_dims(cases, shape) -> dict[str, int] | None:
     """The sampler's dims at the benchmark's size: its first dim (B or N, the rows) gets
-    ``shape[0]``, its second (classes, items, buckets, features) ``shape[-1]``; a dataset size N
-    after the first is ``shape[0]``; any other dim keeps the top of its conformance range."""
+    ``shape[0]``, its classes K (else its second dim: items, buckets, features) ``shape[-1]``;
+    a dataset size N after the first is ``shape[0]``; any other dim keeps the top of its
+    conformance range (the bottom, beside K: extra axes of a per-class loss, e.g. tokens)."""
     names = list(cases.dims)
     if not names or names[0] not in ("B", "N"):
         return None
     if len(names) == 1:  # in-batch scores: a (rows, rows) problem
         return {names[0]: shape[0]}
-    dims = {names[0]: shape[0], names[1]: shape[-1]}
-    for name in names[2:]:
-        dims[name] = shape[0] if name == "N" else cases.dims[name][1]
+    columns = "K" if "K" in names[1:] else names[1]  # classes, when the sampler names them
+    dims = {names[0]: shape[0], columns: shape[-1]}
+    for name in names[1:]:
+        if name != columns:
+            dims[name] = shape[0] if name == "N" else cases.dims[name][0 if columns == "K" else 1]
     return dims
 
 
@@ -166,7 +169,11 @@ def _classification_loss_case(op_name: str) -> BenchCase | None:
     }
 
     def make(shape, dtype, rng):
-        sample = cases.random(rng, **_loss_case_dims(cases, shape))
+        for _ in range(50):  # a sampler may draw a smaller variant (one row, no batch axis)
+            sample = cases.random(rng, **_loss_case_dims(cases, shape))
+            first = next(a for a in sample.args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
+            if first.size >= shape[0] * shape[-1]:
+                break
         args = tuple(
             a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in sample.args
         )

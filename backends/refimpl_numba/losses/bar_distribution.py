@@ -17,21 +17,18 @@ from numba import njit, prange
 from refimpl import Impl
 from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP, bucket_means
 
+from .._vmath import exp, row_log_sum_exp
+
 _HALF_LOG_2_OVER_PI = 0.5 * math.log(2 / math.pi)
 
 
 @njit(cache=True, inline="always")
 def _row_lse(z, i):
-    m = z[i, 0]
-    for j in range(1, z.shape[1]):
-        m = max(m, z[i, j])
-    total = 0.0
-    for j in range(z.shape[1]):
-        total += math.exp(z[i, j] - m)  # subtract the row max: exp cannot overflow
-    return m + math.log(total)
+    m, log_total = row_log_sum_exp(z, i)
+    return m + log_total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
     buckets = z.shape[1]
     b_second = float(borders[1])
@@ -66,12 +63,12 @@ def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
         d_y[i] = slope
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _nll_backward_rows(z, lse, bucket, weight, g_z):
     for i in prange(z.shape[0]):
         w = weight[i]
         for j in range(z.shape[1]):
-            g_z[i, j] = w * math.exp(z[i, j] - lse[i])
+            g_z[i, j] = w * exp(z[i, j] - lse[i])
         g_z[i, bucket[i]] -= w
 
 
@@ -127,22 +124,22 @@ def full_support_bar_distribution_nll_backward(residuals, g_loss):
     return _nll_backward(residuals, g_loss, True)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _mean_rows(z, means, lse, mean):
     for i in prange(z.shape[0]):
         row_lse = _row_lse(z, i)
         total = 0.0
         for j in range(z.shape[1]):
-            total += math.exp(z[i, j] - row_lse) * means[j]
+            total += exp(z[i, j] - row_lse) * means[j]
         lse[i] = row_lse
         mean[i] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _mean_backward_rows(z, means, lse, mean, g_mean, g_z):
     for i in prange(z.shape[0]):
         for j in range(z.shape[1]):
-            g_z[i, j] = g_mean[i] * math.exp(z[i, j] - lse[i]) * (means[j] - mean[i])
+            g_z[i, j] = g_mean[i] * exp(z[i, j] - lse[i]) * (means[j] - mean[i])
 
 
 def bar_distribution_mean_forward(z, borders, *, full_support=True):

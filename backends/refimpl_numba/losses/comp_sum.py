@@ -17,20 +17,14 @@ from numba import njit, prange
 
 from refimpl import Impl
 
-from .._vmath import exp
+from .._vmath import exp, row_log_sum_exp
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _comp_sum_rows(z, y, tau, per_row, row_max, log_normalizer, p_y_power):
     s = tau - 1.0
     for i in prange(z.shape[0]):
-        m = -math.inf
-        for k in range(z.shape[1]):
-            m = max(m, float(z[i, k]))
-        total = 0.0
-        for k in range(z.shape[1]):
-            total += exp(z[i, k] - m)  # subtract the row max: exp cannot overflow
-        log_total = math.log(total)
+        m, log_total = row_log_sum_exp(z, i)
         log_p_y = (z[i, y[i]] - m) - log_total
         per_row[i] = -log_p_y if s == 0.0 else -math.expm1(s * log_p_y) / s
         row_max[i] = m

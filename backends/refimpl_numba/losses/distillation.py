@@ -20,22 +20,19 @@ from numba import njit, prange
 
 from refimpl import Impl
 
+from .._vmath import exp, row_log_sum_exp
+
 KL, CROSS_ENTROPY = 0, 1
 
 
 @njit(cache=True, inline="always")
 def _row_lse(z, i, inverse_t):
-    """max and log Σ exp(u − max) of ``u = z[i]/T`` (float64)."""
-    largest = -np.inf
-    for k in range(z.shape[1]):
-        largest = max(largest, np.float64(z[i, k]) * inverse_t)
-    total = 0.0
-    for k in range(z.shape[1]):
-        total += np.exp(np.float64(z[i, k]) * inverse_t - largest)  # the max is subtracted: no overflow
-    return largest + np.log(total)
+    """log Σ exp(u) of ``u = z[i]/T`` (float64)."""
+    largest, log_total = row_log_sum_exp(z, i, inverse_t)
+    return largest + log_total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _rows(z_s, z_t, inverse_t, form, per_row, cross):
     for i in prange(z_s.shape[0]):
         lse_s = _row_lse(z_s, i, inverse_t)
@@ -45,14 +42,14 @@ def _rows(z_s, z_t, inverse_t, form, per_row, cross):
         for k in range(z_s.shape[1]):
             log_q = np.float64(z_s[i, k]) * inverse_t - lse_s
             log_p = np.float64(z_t[i, k]) * inverse_t - lse_t
-            p = np.exp(log_p)
+            p = exp(log_p)
             kl += p * (log_p - log_q)
             p_log_q += p * log_q
         per_row[i] = kl if form == KL else -p_log_q
         cross[i] = p_log_q if form == CROSS_ENTROPY else kl
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _rows_backward(z_s, z_t, inverse_t, form, cross, w, g_s, g_t):
     for i in prange(z_s.shape[0]):
         lse_s = _row_lse(z_s, i, inverse_t)
@@ -60,8 +57,8 @@ def _rows_backward(z_s, z_t, inverse_t, form, cross, w, g_s, g_t):
         for k in range(z_s.shape[1]):
             log_q = np.float64(z_s[i, k]) * inverse_t - lse_s
             log_p = np.float64(z_t[i, k]) * inverse_t - lse_t
-            p = np.exp(log_p)
-            g_s[i, k] = w[i] * (np.exp(log_q) - p)
+            p = exp(log_p)
+            g_s[i, k] = w[i] * (exp(log_q) - p)
             if form == KL:  # cross[i] = ℓ_KL of the row
                 g_t[i, k] = w[i] * (p * (log_p - log_q - cross[i]))
             else:  # cross[i] = Σ_k p_k log q_k

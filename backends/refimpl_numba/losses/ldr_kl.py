@@ -30,7 +30,7 @@ def _softplus_rows(z, u):
     """u = softplus(z) = max(z, 0) + log1p(exp(−|z|)), in float64 (the "softplus_mean" mode)."""
     for i in prange(z.shape[0]):
         for k in range(z.shape[1]):
-            v = float(z[i, k])
+            v = np.float64(z[i, k])
             u[i, k] = max(v, 0.0) + math.log1p(math.exp(-abs(v)))
 
 
@@ -96,7 +96,7 @@ def _ldr_backward_rows(u, y, c, lam, normalized, row_max, normalizer, scale, wei
             g_z[i, k] = (g_z[i, k] - sign * correction) * inverse_s
         if softplus:
             for k in range(num_classes):
-                g_z[i, k] = g_z[i, k] * _sigmoid(float(z[i, k]))
+                g_z[i, k] = g_z[i, k] * _sigmoid(np.float64(z[i, k]))
 
 
 def _reduce(per_row, reduction, dtype):

@@ -3,29 +3,25 @@
 Mirrors ``refimpl/losses/mult_vae.py``. One pass per user computes the row max, the
 log-sum-exp over the items and the click total, then ``Σ_i x_i (f_i − lse)``; the backward
 recomputes ``softmax(f)`` from the saved log-sum-exp (no (B, I) probabilities kept).
-Row scalars are carried in float64; outputs take the input dtype.
+Row scalars are carried in float64; outputs take the input dtype. ``exp`` and ``expm1`` are
+the vectorizable ones of ``_vmath``.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
 
+from .._vmath import exp, expm1, row_log_sum_exp
 
-@njit(parallel=True, cache=True)
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _likelihood_rows(f, x, log_likelihood, lse, clicks):
     for i in prange(f.shape[0]):
-        m = f[i, 0]
-        for j in range(1, f.shape[1]):
-            m = max(m, f[i, j])
-        total = 0.0
-        for j in range(f.shape[1]):
-            total += math.exp(f[i, j] - m)  # subtract the row max: exp cannot overflow
-        row_lse = m + math.log(total)
+        m, log_total = row_log_sum_exp(f, i)
+        row_lse = m + log_total
         weighted, count = 0.0, 0.0
         for j in range(f.shape[1]):
             weighted += x[i, j] * (f[i, j] - row_lse)
@@ -35,13 +31,13 @@ def _likelihood_rows(f, x, log_likelihood, lse, clicks):
         clicks[i] = count
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _likelihood_backward_rows(f, x, lse, clicks, weight, g_f):
     # g_f = w·(x − softmax(f)·Σx): the log-softmax VJP with cotangent w·x
     for i in prange(f.shape[0]):
-        w = weight[i]
+        w, row_lse, count = weight[i], lse[i], clicks[i]
         for j in range(f.shape[1]):
-            g_f[i, j] = w * (x[i, j] - math.exp(f[i, j] - lse[i]) * clicks[i])
+            g_f[i, j] = w * (x[i, j] - exp(f[i, j] - row_lse) * count)
 
 
 def _likelihood(logits, x):
@@ -68,23 +64,23 @@ def multinomial_log_likelihood_backward(residuals, g_log_likelihood):
     return (g_f.reshape(shape),)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _kl_rows(mu, logvar, kl):
     for i in prange(mu.shape[0]):
         total = 0.0
         for j in range(mu.shape[1]):
-            v = float(logvar[i, j])
-            m = float(mu[i, j])
-            total += 0.5 * (-v + math.exp(v) + m * m - 1.0)
+            v = np.float64(logvar[i, j])
+            m = np.float64(mu[i, j])
+            total += 0.5 * (-v + exp(v) + m * m - 1.0)
         kl[i] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _kl_backward(mu, logvar, scale, g_mu, g_logvar):
     for i in prange(mu.shape[0]):
         for j in range(mu.shape[1]):
             g_mu[i, j] = scale * mu[i, j]
-            g_logvar[i, j] = scale * 0.5 * (math.exp(float(logvar[i, j])) - 1.0)
+            g_logvar[i, j] = scale * 0.5 * expm1(np.float64(logvar[i, j]))
 
 
 def mult_vae_loss_forward(logits, x, mu, logvar, *, beta):

@@ -2,29 +2,24 @@
 
 Mirrors ``pskd_loss`` in ``refimpl/losses/pskd.py``. One pass per row gives the max and
 the log-normalizer, ``ℓ = −Σ_k t_k ((z_k − m) − log Σ exp(z − m))`` and ``Σ_k t_k``; the
-backward recomputes ``p``: ``z̄ = w (p Σt − t)``. Row scalars are float64.
+backward recomputes ``p``: ``z̄ = w (p Σt − t)``. Row scalars are float64; ``exp`` is the
+vectorizable one of ``_vmath``.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
 
+from .._vmath import exp, row_log_sum_exp
 
-@njit(parallel=True, cache=True)
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _pskd_rows(z, t, per_row, shift, target_mass):
     for i in prange(z.shape[0]):
-        m = -math.inf
-        for k in range(z.shape[1]):
-            m = max(m, float(z[i, k]))
-        total = 0.0
-        for k in range(z.shape[1]):
-            total += math.exp(z[i, k] - m)  # subtract the row max: exp cannot overflow
-        log_total = math.log(total)
+        m, log_total = row_log_sum_exp(z, i)
         loss, mass = 0.0, 0.0
         for k in range(z.shape[1]):
             loss -= t[i, k] * ((z[i, k] - m) - log_total)
@@ -34,12 +29,12 @@ def _pskd_rows(z, t, per_row, shift, target_mass):
         target_mass[i] = mass
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _pskd_backward_rows(z, t, shift, target_mass, weight, g_z):
     for i in prange(z.shape[0]):
-        w = weight[i]
+        w, row_shift, mass = weight[i], shift[i], target_mass[i]
         for k in range(z.shape[1]):
-            g_z[i, k] = w * (math.exp(z[i, k] - shift[i]) * target_mass[i] - t[i, k])
+            g_z[i, k] = w * (exp(z[i, k] - row_shift) * mass - t[i, k])
 
 
 def pskd_loss_forward(z, targets, *, reduction="mean"):

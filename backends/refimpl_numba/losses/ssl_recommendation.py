@@ -2,20 +2,26 @@
 
 Mirrors ``refimpl/losses/ssl_recommendation.py``. Row kernels do the guarded normalization
 ``ẑ = z/sqrt(‖z‖² + eps)`` and its VJP ``(ẑ̄ − ẑ⟨ẑ, ẑ̄⟩)/n``, and one pass per row of the
-similarity (or score) matrix computes the max-shifted log-sum-exp, the row loss and the
-softmax probabilities that the backward needs; the N×N similarity and the two products of
-the backward go through NumPy's BLAS matmul. Sums accumulate in float64.
+similarity (or score) matrix computes the max-shifted log-sum-exp and the row loss; the
+backward rebuilds the softmax from the saved log-sum-exp (no N×N probabilities kept). The
+N×N similarity and the two products of the backward go through NumPy's BLAS matmul in the
+input dtype, as the reference does. Sums accumulate in float64; ``exp`` is the vectorizable
+one of ``_vmath``.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
 
+from .._vmath import exp
 
-@njit(parallel=True, cache=True)
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _normalize_rows(z, eps, z_hat, norm):
     for i in prange(z.shape[0]):
         total = eps
@@ -27,7 +33,7 @@ def _normalize_rows(z, eps, z_hat, norm):
             z_hat[i, d] = z[i, d] / n
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _normalize_backward_rows(z_hat, norm, g_hat, g_z):
     for i in prange(z_hat.shape[0]):
         dot = 0.0
@@ -37,21 +43,29 @@ def _normalize_backward_rows(z_hat, norm, g_hat, g_z):
             g_z[i, d] = (g_hat[i, d] - z_hat[i, d] * dot) / norm[i]
 
 
-@njit(parallel=True, cache=True)
-def _softmax_ce_rows(u, shift, loss, p):
-    """Row i of ``u_ij − shift_j``: softmax into p (float64) and ``loss_i = LSE − u_ii``."""
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _log_sum_exp_rows(u, shift, lse, loss):
+    """Row i of ``v_ij = u_ij − shift_j``: ``lse_i = log Σ_j exp(v_ij)`` (max-shifted, float64)
+    and the row loss ``lse_i − v_ii`` (the positive on the diagonal)."""
     for i in prange(u.shape[0]):
         largest = -np.inf
         for j in range(u.shape[1]):
             largest = max(largest, np.float64(u[i, j]) - shift[j])
         total = 0.0
         for j in range(u.shape[1]):
-            e = np.exp(np.float64(u[i, j]) - shift[j] - largest)  # the max is subtracted: no overflow
-            p[i, j] = e
-            total += e
+            total += exp(np.float64(u[i, j]) - shift[j] - largest)  # the max is subtracted: no overflow
+        lse[i] = largest + math.log(total)
+        loss[i] = lse[i] - (np.float64(u[i, i]) - shift[i])
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def _softmax_minus_identity_rows(u, shift, lse, w, g_u):
+    """``g_u[i, j] = w_i (softmax_j(v_i) − δ_ij)``, the softmax rebuilt from the saved lse."""
+    for i in prange(u.shape[0]):
+        w_i, lse_i = w[i], lse[i]
         for j in range(u.shape[1]):
-            p[i, j] /= total
-        loss[i] = largest + np.log(total) - (np.float64(u[i, i]) - shift[i])
+            g_u[i, j] = w_i * exp(np.float64(u[i, j]) - shift[j] - lse_i)
+        g_u[i, i] -= w_i
 
 
 def _guarded_normalize(z, eps):
@@ -65,71 +79,68 @@ def _guarded_normalize(z, eps):
 def cosine_infonce_forward(z, z_prime, *, temperature, alpha, eps=0.0, symmetric=False):
     z_hat, norm = _guarded_normalize(z, eps)
     z_prime_hat, norm_prime = _guarded_normalize(z_prime, eps)
-    s = (z_hat.astype(np.float64) @ z_prime_hat.T.astype(np.float64)) / temperature
+    s = z_hat @ z_prime_hat.T  # BLAS, in the input dtype (as the reference)
+    s *= s.dtype.type(1 / temperature)
     batch = s.shape[0]
     zero_shift = np.zeros(batch)
-    rows, p = np.empty(batch), np.empty((batch, batch))
-    _softmax_ce_rows(s, zero_shift, rows, p)
+    lse, rows = np.empty(batch), np.empty(batch)
+    _log_sum_exp_rows(s, zero_shift, lse, rows)
     loss = rows.mean()
-    p_transposed = None
+    lse_t = None
     if symmetric:
-        rows_t, p_transposed = np.empty(batch), np.empty((batch, batch))
-        _softmax_ce_rows(np.ascontiguousarray(s.T), zero_shift, rows_t, p_transposed)
+        lse_t, rows_t = np.empty(batch), np.empty(batch)
+        _log_sum_exp_rows(np.ascontiguousarray(s.T), zero_shift, lse_t, rows_t)
         loss = (loss + rows_t.mean()) / 2
-    residuals = (z_hat, norm, z_prime_hat, norm_prime, p, p_transposed, temperature, alpha, z.dtype)
+    residuals = (z_hat, norm, z_prime_hat, norm_prime, s, lse, lse_t, temperature, alpha)
     return np.asarray(loss * alpha, dtype=z.dtype), residuals
 
 
 def cosine_infonce_backward(residuals, g_loss):
-    z_hat, norm, z_prime_hat, norm_prime, p, p_transposed, temperature, alpha, dtype = residuals
-    batch = p.shape[0]
-    g_s = p.copy()
-    g_s[np.arange(batch), np.arange(batch)] -= 1
-    if p_transposed is not None:
-        g_t = p_transposed.copy()
-        g_t[np.arange(batch), np.arange(batch)] -= 1
-        g_s = (g_s + g_t.T) / 2
-    g_s *= float(g_loss) * alpha / batch / temperature
-    g_z_hat = g_s @ z_prime_hat.astype(np.float64)
-    g_z_prime_hat = g_s.T @ z_hat.astype(np.float64)
-    g_z = np.empty(z_hat.shape, dtype=dtype)
-    g_z_prime = np.empty(z_prime_hat.shape, dtype=dtype)
+    z_hat, norm, z_prime_hat, norm_prime, s, lse, lse_t, temperature, alpha = residuals
+    batch = s.shape[0]
+    zero_shift = np.zeros(batch)
+    factor = float(g_loss) * alpha / batch / temperature
+    g_s = np.empty_like(s)
+    _softmax_minus_identity_rows(s, zero_shift, lse, np.full(batch, factor), g_s)
+    if lse_t is not None:  # ½[(softmax_rows(S) − I) + (softmax_rows(Sᵀ) − I)ᵀ]
+        g_t = np.empty_like(s)
+        _softmax_minus_identity_rows(
+            np.ascontiguousarray(s.T), zero_shift, lse_t, np.full(batch, factor), g_t
+        )
+        g_s = (g_s + g_t.T) * g_s.dtype.type(0.5)
+    g_z_hat = g_s @ z_prime_hat
+    g_z_prime_hat = g_s.T @ z_hat
+    g_z = np.empty_like(z_hat)
+    g_z_prime = np.empty_like(z_prime_hat)
     _normalize_backward_rows(z_hat, norm, g_z_hat, g_z)
     _normalize_backward_rows(z_prime_hat, norm_prime, g_z_prime_hat, g_z_prime)
     return g_z, g_z_prime
 
 
-@njit(parallel=True, cache=True)
-def _softmax_ce_backward_rows(p, w, g_u):
-    for i in prange(p.shape[0]):
-        for j in range(p.shape[1]):
-            g_u[i, j] = w[i] * p[i, j]
-        g_u[i, i] -= w[i]
-
-
 def sampled_softmax_logq_forward(scores, log_p, *, reduction="mean"):
     scores = np.ascontiguousarray(scores)
+    shift = np.ascontiguousarray(log_p, dtype=np.float64)
     batch = scores.shape[0]
-    rows, p = np.empty(batch), np.empty((batch, batch))
-    _softmax_ce_rows(scores, np.ascontiguousarray(log_p, dtype=np.float64), rows, p)
+    lse, rows = np.empty(batch), np.empty(batch)
+    _log_sum_exp_rows(scores, shift, lse, rows)
     if reduction == "mean":
         loss = np.asarray(rows.mean(), dtype=scores.dtype)
     elif reduction == "sum":
         loss = np.asarray(rows.sum(), dtype=scores.dtype)
     else:
         loss = rows.astype(scores.dtype)
-    return loss, (p, reduction, scores.dtype)
+    return loss, (scores, shift, lse, reduction)
 
 
 def sampled_softmax_logq_backward(residuals, g_loss):
-    p, reduction, dtype = residuals
-    batch = p.shape[0]
+    scores, shift, lse, reduction = residuals
+    batch = scores.shape[0]
     if reduction == "none":
-        w = np.asarray(g_loss, dtype=np.float64)
+        w = np.ascontiguousarray(g_loss, dtype=np.float64)
     else:
         w = np.full(batch, float(g_loss) / (batch if reduction == "mean" else 1))
-    g_u = np.empty(p.shape, dtype=dtype)
-    _softmax_ce_backward_rows(p, w, g_u)
+    g_u = np.empty_like(scores)
+    _softmax_minus_identity_rows(scores, shift, lse, w, g_u)
     return (g_u,)
 
 
