@@ -2,7 +2,8 @@
 
 Mirrors ``refimpl/losses/dcdm.py``. ``Aq`` and ``Ar`` (A symmetric, so ``q @ A`` gives the
 rows ``(A q_i)ᵀ``) go through NumPy's matmul; one pass per sample forms ``κ = qᵀAq``,
-``α = qᵀb/κ``, ``r = b − αAq`` and ``‖r‖²`` in float64, and the backward pass forms
+``α = qᵀb/κ``, ``r = b − αAq`` and ``‖r‖²`` with float64 sums (the products and r are kept in
+the input dtype, as the reference's), and the backward pass forms
 ``−2[α A r + (qᵀA r)(b − 2α A q)/κ]/B``.
 """
 
@@ -14,7 +15,7 @@ from numba import njit, prange
 from refimpl import Impl
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _dcdm_rows(b, q, a_q, alpha, curvature, r, loss_rows):
     for i in prange(q.shape[0]):
         kappa = 0.0
@@ -33,7 +34,7 @@ def _dcdm_rows(b, q, a_q, alpha, curvature, r, loss_rows):
         loss_rows[i] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _dcdm_backward_rows(b, a_q, a_r, r, alpha, curvature, scale, g_q):
     for i in prange(b.shape[0]):
         q_a_r = 0.0
@@ -46,22 +47,20 @@ def _dcdm_backward_rows(b, a_q, a_r, r, alpha, curvature, scale, g_q):
 
 
 def dcdm_loss_forward(A, b, q):  # noqa: N803
-    a64 = np.ascontiguousarray(A, dtype=np.float64)
-    b64 = np.ascontiguousarray(b, dtype=np.float64)
-    q64 = np.ascontiguousarray(q, dtype=np.float64)
-    a_q = q64 @ a64
+    a, b_rows, q_rows = (np.ascontiguousarray(x) for x in (A, b, q))
+    a_q = q_rows @ a  # BLAS in the input dtype, as the reference (A symmetric: (Aq)ᵀ = qᵀA)
     batch = q.shape[0]
     alpha, curvature, loss_rows = np.empty(batch), np.empty(batch), np.empty(batch)
-    r = np.empty_like(b64)
-    _dcdm_rows(b64, q64, a_q, alpha, curvature, r, loss_rows)
-    return np.asarray(loss_rows.mean(), dtype=q.dtype), (a64, b64, a_q, r, alpha, curvature, q.dtype)
+    r = np.empty_like(b_rows)
+    _dcdm_rows(b_rows, q_rows, a_q, alpha, curvature, r, loss_rows)
+    return np.asarray(loss_rows.mean(), dtype=q.dtype), (a, b_rows, a_q, r, alpha, curvature)
 
 
 def dcdm_loss_backward(residuals, g_loss):
-    a64, b64, a_q, r, alpha, curvature, dtype = residuals
-    a_r = r @ a64
-    g_q = np.empty(b64.shape, dtype=dtype)
-    _dcdm_backward_rows(b64, a_q, a_r, r, alpha, curvature, float(g_loss) / b64.shape[0], g_q)
+    a, b_rows, a_q, r, alpha, curvature = residuals
+    a_r = r @ a
+    g_q = np.empty_like(b_rows)
+    _dcdm_backward_rows(b_rows, a_q, a_r, r, alpha, curvature, float(g_loss) / b_rows.shape[0], g_q)
     return (g_q,)
 
 

@@ -17,7 +17,7 @@ from refimpl import Impl
 NORMALIZATION_EPS = 1e-6
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _vsd_rows(x, fake, teacher, h, difference, squares):
     features = x.shape[1]
     for i in prange(x.shape[0]):
@@ -34,7 +34,7 @@ def _vsd_rows(x, fake, teacher, h, difference, squares):
         squares[i] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _scale_rows(difference, scale, g_x):
     for i in prange(difference.shape[0]):
         for d in range(difference.shape[1]):

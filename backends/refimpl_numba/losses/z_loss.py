@@ -16,7 +16,7 @@ from numba import njit, prange
 from refimpl import Impl
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _z_loss_rows(o, c, a, b, eps, per_row, mean, sigma, slope):
     d = o.shape[1]
     for i in prange(o.shape[0]):
@@ -38,16 +38,18 @@ def _z_loss_rows(o, c, a, b, eps, per_row, mean, sigma, slope):
         sigma[i] = sd
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _z_loss_backward_rows(o, c, mean, sigma, slope, weight, g_o):
     d = o.shape[1]
     for i in prange(o.shape[0]):
         mu, sd = mean[i], sigma[i]
-        z_c = (o[i, c[i]] - mu) / sd
-        factor = -weight[i] * slope[i] / sd
+        inverse_sd = 1.0 / sd
+        z_c = (o[i, c[i]] - mu) * inverse_sd
+        factor = -weight[i] * slope[i] * inverse_sd  # ō_k = factor (δ_kc − (1 + z_c z_k)/D)
+        per_class = -factor / d
         for k in range(d):
-            z_k = (o[i, k] - mu) / sd
-            g_o[i, k] = factor * (-(1.0 + z_c * z_k) / d)
+            z_k = (o[i, k] - mu) * inverse_sd
+            g_o[i, k] = per_class * (1.0 + z_c * z_k)
         g_o[i, c[i]] += factor
 
 
