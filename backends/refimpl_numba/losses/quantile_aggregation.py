@@ -146,7 +146,7 @@ def _softmax_columns(theta):
     return w
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _aggregate_rows(members, w, out):
     for n in prange(members.shape[0]):
         for col in range(members.shape[2]):
@@ -156,19 +156,19 @@ def _aggregate_rows(members, w, out):
             out[n, col] = total
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _aggregate_backward(members, w, g, g_members, g_w):
     n_rows, count, levels = members.shape
     for n in prange(n_rows):
         for j in range(count):
             for col in range(levels):
                 g_members[n, j, col] = np.float64(g[n, col]) * w[j, col]
-    for j in prange(count):  # w̄_jl = Σ_n ḡ_nl Q_njl
-        for col in range(levels):
-            total = 0.0
-            for n in range(n_rows):
-                total += np.float64(g[n, col]) * np.float64(members[n, j, col])
-            g_w[j, col] = total
+    for j in prange(count):  # w̄_jl = Σ_n ḡ_nl Q_njl, rows outer so the inner loop is contiguous
+        total = np.zeros(levels)
+        for n in range(n_rows):
+            for col in range(levels):
+                total[col] += np.float64(g[n, col]) * np.float64(members[n, j, col])
+        g_w[j, :] = total
 
 
 def quantile_aggregation_forward(member_quantiles, theta):
