@@ -32,7 +32,9 @@ def _fc_random(rng, B, n, m):
     x = _ball_points(rng, (B, n), c, rng.uniform(0, 0.95, B))
     Z = rng.standard_normal((n, m)) * rng.uniform(0.2, 1.5)
     r = 0.3 * rng.standard_normal(m)
-    return Sample("random", (x, Z, r), {"c": c})
+    # float32: points up to 0.95 of the radius (λ up to ~20) amplify rounding in the x
+    # cotangent; seen up to 2.3e-5 over 250 seeds, hence atol 1e-4
+    return Sample("random", (x, Z, r), {"c": c}, tolerances={"float32": Tolerance(rtol=2e-4, atol=1e-4)})
 
 
 def _fc_edges():

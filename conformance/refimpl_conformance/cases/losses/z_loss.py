@@ -16,7 +16,11 @@ NOTES = {
 
 
 def _random(rng, B, D):
-    o = rng.standard_normal((B, D)) * float(rng.choice([0.1, 1.0, 30.0])) + float(rng.choice([0.0, 5.0]))
+    o = rng.standard_normal((B, D))
+    if D > 1:  # each row's spread set to the drawn scale: a chance near-constant row makes σ tiny,
+        # the curvature ~1/σ² and central differences lose their digits
+        o = (o - o.mean(axis=1, keepdims=True)) / np.maximum(o.std(axis=1, keepdims=True), 1e-3)
+    o = o * float(rng.choice([0.1, 1.0, 30.0])) + float(rng.choice([0.0, 5.0]))
     kwargs = {
         "a": float(rng.choice([0.5, 1.0, 5.0])),
         "b": float(rng.choice([-1.0, 0.0, 1.0, 3.0])),
