@@ -13,11 +13,13 @@ Derivations (ā is the cotangent of the output a):
 * ``softplus(u) = max(u, 0) + log1p(exp(−|u|))``; ``softplus' = σ(u)``.
 * ``log σ(u) = −softplus(−u)``; ``(log σ)' = σ(−u) = 1 − σ(u)``.
 * ``ẑ = z/‖z‖``: ``z̄ = (ẑ̄ − ẑ⟨ẑ, ẑ̄⟩)/‖z‖`` (the projection ``(I − ẑẑᵀ)/‖z‖``).
+* ``L = (1/B) Σ_i ℓ_i`` (mean), ``Σ_i ℓ_i`` (sum) or ``ℓ`` (none): ``ℓ̄_i = L̄/B``, ``L̄`` or ``L̄_i``.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "l2_normalize",
@@ -26,6 +28,8 @@ __all__ = [
     "log_softmax",
     "log_softmax_backward",
     "logsumexp",
+    "reduce_rows",
+    "row_weights",
     "sigmoid",
     "softmax",
     "softmax_backward",
@@ -100,3 +104,29 @@ def l2_normalize(z: np.ndarray, eps: float = 0.0) -> tuple[np.ndarray, np.ndarra
 def l2_normalize_backward(z_hat: np.ndarray, norm: np.ndarray, g_z_hat: np.ndarray) -> np.ndarray:
     """VJP of ``z/‖z‖``: ``(ẑ̄ − ẑ⟨ẑ, ẑ̄⟩)/‖z‖`` (where the clamp is inactive)."""
     return (g_z_hat - z_hat * (z_hat * g_z_hat).sum(axis=-1, keepdims=True)) / norm
+
+
+def reduce_rows(per_row: np.ndarray, reduction: str, dtype: npt.DTypeLike) -> np.ndarray:
+    """``(1/B) Σ_i ℓ_i`` ("mean") or ``Σ_i ℓ_i`` ("sum") as a 0-d array, else ``ℓ`` ("none"), in ``dtype``.
+
+    The mean and sum run over every entry of ``per_row``. NumPy or CuPy arrays (duck-typed;
+    CuPy is never imported): the result stays in the array library of ``per_row``.
+    """
+    if reduction == "none":
+        return per_row.astype(dtype)  # a copy: the caller's buffers never alias the output
+    total = per_row.mean() if reduction == "mean" else per_row.sum()
+    if isinstance(per_row, (np.ndarray, np.generic)):
+        return np.asarray(total, dtype=dtype)
+    return total.astype(dtype)
+
+
+def row_weights(g_loss: np.ndarray, reduction: str, batch: int) -> np.ndarray:
+    """The cotangent ``ℓ̄_i`` of each row's loss, shape ``(batch,)``, in the dtype of ``g_loss``.
+
+    ``L̄/B`` ("mean") or ``L̄`` ("sum") on every row, ``L̄_i`` itself ("none"). Cast ``g_loss``
+    first to the dtype the weights must have (float64 for the Numba kernels).
+    """
+    g = np.asarray(g_loss)
+    if reduction == "none":
+        return np.ascontiguousarray(g.reshape(batch))
+    return np.full(batch, g / batch if reduction == "mean" else g, dtype=g.dtype)

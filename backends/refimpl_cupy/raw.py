@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .cuda import raw_module
 
@@ -76,13 +77,7 @@ def stablemax_cross_entropy_forward(z, y, *, reduction="mean", compute_in_float6
     total_s = cupy.empty(n, dtype=cupy.float64)
     kernel = raw_module("stablemax.cu").get_function(f"stablemax_cross_entropy_forward_{_suffix(work.dtype)}")
     kernel((n,), (THREADS,), (work, labels, np.int64(k), per_row, total_s))
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
-    return loss.astype(dtype), (work, labels, total_s, reduction, dtype)
+    return reduce_rows(per_row, reduction, dtype), (work, labels, total_s, reduction, dtype)
 
 
 def stablemax_cross_entropy_backward(residuals, g_loss):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import log_softmax
+from .._blocks import log_softmax, reduce_rows, row_weights
 from .._op import Paper, defop
 from .._spec import Choice, Float, Int, Real
 
@@ -93,14 +93,8 @@ def comp_sum_loss(z, y, *, tau, reduction="mean"):
         per_row = -log_p_y
     else:
         per_row = -np.expm1(s * log_p_y) / s
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
     p_y_power = np.exp(s * log_p_y)  # p_y^{τ−1}: the factor of the cross-entropy gradient
-    return np.asarray(loss, dtype=dtype), (np.exp(log_p), p_y_power, y, reduction)
+    return reduce_rows(per_row, reduction, dtype), (np.exp(log_p), p_y_power, y, reduction)
 
 
 @comp_sum_loss.defvjp
@@ -108,13 +102,7 @@ def comp_sum_loss_backward(residuals, g_loss):
     p, p_y_power, y, reduction = residuals
     dtype = p.dtype
     batch = p.shape[0]
-    g_loss = np.asarray(g_loss).astype(dtype, copy=False)
-    if reduction == "none":
-        w = g_loss
-    elif reduction == "mean":
-        w = np.full(batch, g_loss / dtype.type(batch), dtype=dtype)
-    else:
-        w = np.full(batch, g_loss, dtype=dtype)
+    w = row_weights(np.asarray(g_loss).astype(dtype, copy=False), reduction, batch)
     g_z = p.copy()
     g_z[np.arange(batch), y] -= 1
     g_z *= (w * p_y_power)[:, None]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .._blocks import sigmoid, softmax, softplus
+from .._blocks import reduce_rows, row_weights, sigmoid, softmax, softplus
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Flag, Float, Int, Real, array_namespace
 
@@ -90,24 +90,6 @@ def _margins(z_tilde: np.ndarray, y: np.ndarray, c: float) -> np.ndarray:
     b = z_tilde - z_tilde[rows, y][:, None] + z_tilde.dtype.type(c)
     b[rows, y] = 0
     return b
-
-
-def _reduce(per_row: np.ndarray, reduction: str) -> np.ndarray:
-    if reduction == "mean":
-        return per_row.mean()
-    if reduction == "sum":
-        return per_row.sum()
-    return per_row
-
-
-def _row_scale(g_loss: np.ndarray, reduction: str, batch: int, dtype) -> np.ndarray:
-    """The cotangent of each row's loss, shape (B, 1)."""
-    g_loss = np.asarray(g_loss).astype(dtype, copy=False)
-    if reduction == "none":
-        return g_loss[:, None]
-    if reduction == "mean":
-        return np.full((batch, 1), g_loss / dtype.type(batch), dtype=dtype)
-    return np.full((batch, 1), g_loss, dtype=dtype)
 
 
 def _check_normalization(arguments) -> None:
@@ -215,8 +197,7 @@ def ldr_kl_loss(z, y, *, c=0.1, lam=10.0, normalize="none", reduction="mean"):
     b = _margins(z_tilde, y, c)
     a = b / dtype.type(lam)
     per_row = dtype.type(lam) * log_mean_exp(a)
-    loss = np.asarray(_reduce(per_row, reduction), dtype=dtype)
-    return loss, (softmax(a), y, cache, reduction)
+    return reduce_rows(per_row, reduction, dtype), (softmax(a), y, cache, reduction)
 
 
 @ldr_kl_loss.defvjp
@@ -225,7 +206,7 @@ def ldr_kl_loss_backward(residuals, g_loss):
     batch = q.shape[0]
     g_z_tilde = q.copy()
     g_z_tilde[np.arange(batch), y] -= 1
-    g_z_tilde *= _row_scale(g_loss, reduction, batch, q.dtype)
+    g_z_tilde *= row_weights(np.asarray(g_loss).astype(q.dtype, copy=False), reduction, batch)[:, None]
     return (normalize_logits_backward(cache, g_z_tilde).astype(q.dtype, copy=False),)
 
 
@@ -320,8 +301,7 @@ def aldr_kl_loss(z, y, lam, ids, *, c=0.1, lam0=10.0, alpha=2.0, normalize="none
     log_k = dtype.type(math.log(num_classes))
     penalty = dtype.type(alpha) * log_k / (2 * dtype.type(lam0)) * (lam_rows[:, 0] - dtype.type(lam0)) ** 2
     per_row = lam_rows[:, 0] * log_mean_exp(a) - penalty
-    loss = np.asarray(_reduce(per_row, reduction), dtype=dtype)
-    return loss, (softmax(a), y, cache, reduction)
+    return reduce_rows(per_row, reduction, dtype), (softmax(a), y, cache, reduction)
 
 
 @aldr_kl_loss.defvjp

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import log_softmax, softmax
+from .._blocks import log_softmax, reduce_rows, row_weights, softmax
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Flag, Float, Int, Integer, Real, array_namespace
 
@@ -175,13 +175,7 @@ def pskd_loss(z, targets, *, reduction="mean"):
     dtype = z.dtype
     log_p = log_softmax(z)
     per_row = -(targets * log_p).sum(axis=-1)
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
-    return np.asarray(loss, dtype=dtype), (softmax(z), targets, reduction)
+    return reduce_rows(per_row, reduction, dtype), (softmax(z), targets, reduction)
 
 
 @pskd_loss.defvjp
@@ -189,13 +183,7 @@ def pskd_loss_backward(residuals, g_loss):
     p, targets, reduction = residuals
     dtype = p.dtype
     batch = p.shape[0]
-    g_loss = np.asarray(g_loss).astype(dtype, copy=False)
-    if reduction == "none":
-        w = g_loss[:, None]
-    elif reduction == "mean":
-        w = g_loss / dtype.type(batch)
-    else:
-        w = g_loss
+    w = row_weights(np.asarray(g_loss).astype(dtype, copy=False), reduction, batch)[:, None]
     g_z = w * (p * targets.sum(axis=-1, keepdims=True) - targets)
     return (g_z.astype(dtype, copy=False),)
 

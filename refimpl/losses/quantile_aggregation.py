@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import softmax, softmax_backward
+from .._blocks import reduce_rows, row_weights, softmax, softmax_backward
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Float
 
@@ -92,13 +92,7 @@ def pinball_loss(y, q, tau, *, reduction="mean"):
     """
     u = y[:, None] - q
     rho = np.maximum(tau * u, (tau - 1) * u)
-    if reduction == "mean":
-        loss = rho.mean()
-    elif reduction == "sum":
-        loss = rho.sum()
-    else:
-        loss = rho
-    return np.asarray(loss, dtype=q.dtype), (u, tau, reduction)
+    return reduce_rows(rho, reduction, q.dtype), (u, tau, reduction)  # over all N·L entries
 
 
 @pinball_loss.defvjp
@@ -208,13 +202,7 @@ def weighted_interval_score(y, q, tau, *, reduction="mean"):
     )
     c = q.dtype.type(1 / (k + 0.5))
     per_sample = c * (np.abs(y - median) / 2 + (alpha / 2 * interval_score).sum(axis=-1))
-    if reduction == "mean":
-        loss = per_sample.mean()
-    elif reduction == "sum":
-        loss = per_sample.sum()
-    else:
-        loss = per_sample
-    return np.asarray(loss, dtype=q.dtype), (y, q, tau, reduction)
+    return reduce_rows(per_sample, reduction, q.dtype), (y, q, tau, reduction)
 
 
 @weighted_interval_score.defvjp
@@ -229,12 +217,7 @@ def weighted_interval_score_backward(residuals, g_loss):
     g_q[:, :k] = c * (_heaviside_half(q[:, :k] - target) - alpha / 2)
     g_q[:, levels - 1 : k : -1] = c * (alpha / 2 - _heaviside_half(target - q[:, levels - 1 : k : -1]))
     g_q[:, k] = c * np.sign(q[:, k] - y) / 2
-    if reduction == "mean":
-        g_q *= g_loss / q.shape[0]
-    elif reduction == "sum":
-        g_q *= g_loss
-    else:
-        g_q *= g_loss[:, None]
+    g_q *= row_weights(g_loss, reduction, q.shape[0])[:, None]
     return (g_q,)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import l2_normalize_backward, log_softmax, softmax
+from .._blocks import l2_normalize_backward, log_softmax, reduce_rows, row_weights, softmax
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Flag, Float, Integer, Real
 
@@ -190,13 +190,7 @@ def sampled_softmax_logq(scores, log_p, *, reduction="mean"):
     u = scores - log_p[None, :]
     log_probs = log_softmax(u)
     per_row = -np.diagonal(log_probs).copy()
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
-    return np.asarray(loss, dtype=scores.dtype), (np.exp(log_probs), reduction)
+    return reduce_rows(per_row, reduction, scores.dtype), (np.exp(log_probs), reduction)
 
 
 @sampled_softmax_logq.defvjp
@@ -205,12 +199,7 @@ def sampled_softmax_logq_backward(residuals, g_loss):
     batch = p.shape[0]
     g_u = p.copy()
     g_u[np.arange(batch), np.arange(batch)] -= 1
-    if reduction == "mean":
-        g_u *= g_loss / batch
-    elif reduction == "sum":
-        g_u *= g_loss
-    else:
-        g_u *= g_loss[:, None]
+    g_u *= row_weights(g_loss, reduction, batch)[:, None]
     return (g_u,)
 
 

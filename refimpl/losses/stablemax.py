@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._blocks import reduce_rows, row_weights
 from .._op import defop
 from .._papers import GROKKING_STABLEMAX
 from .._spec import Choice, Flag, Float, Int
@@ -137,14 +138,7 @@ def stablemax_cross_entropy(z, y, *, reduction="mean", compute_in_float64=False)
     sum_s = s.sum(axis=-1)
     per_row = np.log(sum_s) - log_s_of(z[rows, y])
     p = s / sum_s[:, None]
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
-    loss = np.asarray(loss).astype(dtype, copy=False)
-    return loss, (p, z, y, reduction, dtype)
+    return reduce_rows(per_row, reduction, dtype), (p, z, y, reduction, dtype)
 
 
 @stablemax_cross_entropy.defvjp
@@ -153,12 +147,6 @@ def stablemax_cross_entropy_backward(residuals, g_loss):
     batch = z.shape[0]
     p_minus_y = p.copy()
     p_minus_y[np.arange(batch), y] -= 1
-    g_loss = g_loss.astype(z.dtype, copy=False)
-    if reduction == "none":
-        scale = g_loss[:, None]
-    elif reduction == "mean":
-        scale = g_loss / batch
-    else:
-        scale = g_loss
+    scale = row_weights(g_loss.astype(z.dtype, copy=False), reduction, batch)[:, None]
     g_z = scale * p_minus_y / (1 + np.abs(z))
     return (g_z.astype(dtype, copy=False),)

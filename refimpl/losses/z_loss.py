@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import sigmoid, softplus
+from .._blocks import reduce_rows, row_weights, sigmoid, softplus
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Float, Int, Real, array_namespace
 
@@ -113,14 +113,8 @@ def z_loss(o, c, *, a, b, eps=0.0, reduction="mean"):
     a_ = dtype.type(a)
     argument = a_ * (dtype.type(b) - z_c)
     per_row = softplus(argument) / a_
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
     s = sigmoid(argument)
-    return np.asarray(loss, dtype=dtype), (z, sigma, s, c, num_outputs, reduction)
+    return reduce_rows(per_row, reduction, dtype), (z, sigma, s, c, num_outputs, reduction)
 
 
 @z_loss.defvjp
@@ -129,13 +123,7 @@ def z_loss_backward(residuals, g_loss):
     dtype = z.dtype
     batch = z.shape[0]
     rows = np.arange(batch)
-    g_loss = np.asarray(g_loss).astype(dtype, copy=False)
-    if reduction == "none":
-        w = g_loss
-    elif reduction == "mean":
-        w = np.full(batch, g_loss / dtype.type(batch), dtype=dtype)
-    else:
-        w = np.full(batch, g_loss, dtype=dtype)
+    w = row_weights(np.asarray(g_loss).astype(dtype, copy=False), reduction, batch)
     d = dtype.type(num_outputs)
     z_c = z[rows, c]
     # ∂z_c/∂o_k · σ = δ_kc − 1/D − z_c z_k/D

@@ -13,6 +13,7 @@ import math
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP, bucket_means
 
 from .._fuse import kernel_set, xp_of
@@ -83,13 +84,7 @@ def _nll_forward(z, borders, y, reduction, tails):
     else:
         nll_density, d_y = log_widths[k], None
     per_element = nll_density - log_p_k
-    if reduction == "mean":
-        loss = per_element.mean()
-    elif reduction == "sum":
-        loss = per_element.sum()
-    else:
-        loss = per_element
-    return xp.asarray(loss).astype(dtype), (z, m, 1 / total, k, d_y, reduction)
+    return reduce_rows(per_element, reduction, dtype), (z, m, 1 / total, k, d_y, reduction)
 
 
 def _nll_backward(residuals, g_loss):

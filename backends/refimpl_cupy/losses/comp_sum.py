@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .._fuse import kernel_set, xp_of
 
@@ -40,14 +41,8 @@ def comp_sum_loss_forward(z, y, *, tau, reduction="mean"):
     log_p_y = ((xp.take_along_axis(z, labels, axis=1) - m) - log_total)[:, 0]
     s = z.dtype.type(tau - 1.0)
     per_row = -log_p_y if tau == 1.0 else -xp.expm1(s * log_p_y) / s
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
     residuals = (z, labels, m, 1 / total, xp.exp(s * log_p_y), reduction)
-    return xp.asarray(loss).astype(z.dtype), residuals
+    return reduce_rows(per_row, reduction, z.dtype), residuals
 
 
 def comp_sum_loss_backward(residuals, g_loss):

@@ -12,6 +12,7 @@ import math
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .._fuse import kernel_set, xp_of
 
@@ -85,20 +86,11 @@ def _forward(z, y, c, lam_rows, normalize):
     return per_row, (z, u, s, not_label, q, normalize)
 
 
-def _reduce(per_row, reduction, dtype):
-    xp = xp_of(per_row)
-    if reduction == "mean":
-        return xp.asarray(per_row.mean()).astype(dtype)
-    if reduction == "sum":
-        return xp.asarray(per_row.sum()).astype(dtype)
-    return per_row.astype(dtype)
-
-
 def ldr_kl_loss_forward(z, y, *, c=0.1, lam=10.0, normalize="none", reduction="mean"):
     xp = xp_of(z)
     lam_rows = xp.full(z.shape[0], lam, dtype=z.dtype)
     per_row, residuals = _forward(z, y, c, lam_rows, normalize)
-    return _reduce(per_row, reduction, z.dtype), (residuals, reduction)
+    return reduce_rows(per_row, reduction, z.dtype), (residuals, reduction)
 
 
 def ldr_kl_loss_backward(residuals, g_loss):
@@ -128,7 +120,7 @@ def aldr_kl_loss_forward(z, y, lam, ids, *, c=0.1, lam0=10.0, alpha=2.0, normali
     lam_rows = lam[ids]
     per_row, residuals = _forward(z, y, c, lam_rows, normalize)
     per_row = per_row - alpha * math.log(z.shape[1]) / (2 * lam0) * (lam_rows - lam0) ** 2
-    return _reduce(per_row, reduction, z.dtype), (residuals, reduction)
+    return reduce_rows(per_row, reduction, z.dtype), (residuals, reduction)
 
 
 IMPLS = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .._fuse import kernel_set, xp_of
 
@@ -41,14 +42,8 @@ def pskd_loss_forward(z, targets, *, reduction="mean"):
     total = k.shifted_exp(z, m).sum(axis=-1, keepdims=True)
     log_total = xp.log(total)
     per_row = -k.weighted_log_p(targets, z, m, log_total).sum(axis=-1)
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
     target_mass = targets.sum(axis=-1, keepdims=True)
-    return xp.asarray(loss).astype(z.dtype), (z, targets, m, 1 / total, target_mass, reduction)
+    return reduce_rows(per_row, reduction, z.dtype), (z, targets, m, 1 / total, target_mass, reduction)
 
 
 def pskd_loss_backward(residuals, g_loss):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .._fuse import kernel_set, xp_of
 
@@ -57,18 +58,9 @@ def _kernels(xp, fuse):
 kernels_for = kernel_set(_kernels)
 
 
-def _reduce(xp, values, reduction, dtype):
-    if reduction == "mean":
-        return xp.asarray(values.mean(), dtype=dtype)
-    if reduction == "sum":
-        return xp.asarray(values.sum(), dtype=dtype)
-    return values.astype(dtype, copy=False)
-
-
 def pinball_loss_forward(y, q, tau, *, reduction="mean"):
-    xp = xp_of(q)
     rho = kernels_for(q).pinball_terms(y[:, None], q, tau)
-    return _reduce(xp, rho, reduction, q.dtype), (y, q, tau, reduction)
+    return reduce_rows(rho, reduction, q.dtype), (y, q, tau, reduction)
 
 
 def pinball_loss_backward(residuals, g_loss):
@@ -89,7 +81,7 @@ def weighted_interval_score_forward(y, q, tau, *, reduction="mean"):
     c = q.dtype.type(1 / (count + 0.5))
     intervals = k.weighted_interval_terms(lower, upper, target, alpha).sum(axis=1)
     per_sample = c * (abs(y - q[:, count]) / 2 + intervals)
-    return _reduce(xp, per_sample, reduction, q.dtype), (y, q, tau, reduction)
+    return reduce_rows(per_sample, reduction, q.dtype), (y, q, tau, reduction)
 
 
 def weighted_interval_score_backward(residuals, g_loss):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .._fuse import kernel_set, xp_of
 
@@ -80,13 +81,7 @@ def sampled_softmax_logq_forward(scores, log_p, *, reduction="mean"):
     xp = xp_of(scores)
     log_probs = _log_softmax_rows(xp, scores - log_p[None, :])
     per_row = -xp.diagonal(log_probs)
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
-    return xp.asarray(loss, dtype=scores.dtype), (log_probs, reduction)
+    return reduce_rows(per_row, reduction, scores.dtype), (log_probs, reduction)
 
 
 def sampled_softmax_logq_backward(residuals, g_loss):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .._fuse import kernel_set, xp_of
 
@@ -65,13 +66,7 @@ def stablemax_cross_entropy_forward(z, y, *, reduction="mean", compute_in_float6
     total = k.row_sum_s(work)
     label_logit = xp.take_along_axis(work, y[:, None].astype(xp.int64), axis=1)[:, 0]
     per_row = xp.log(total) - xp.sign(label_logit) * xp.log1p(abs(label_logit))
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
-    return xp.asarray(loss).astype(dtype), (work, y, total, reduction, dtype)
+    return reduce_rows(per_row, reduction, dtype), (work, y, total, reduction, dtype)
 
 
 def stablemax_cross_entropy_backward(residuals, g_loss):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows
 
 from .._fuse import kernel_set, xp_of
 
@@ -47,13 +48,7 @@ def z_loss_forward(o, c, *, a, b, eps=0.0, reduction="mean"):
     sigma = xp.sqrt(k.squared(o, mu).mean(axis=-1, keepdims=True) + dtype(eps))
     z_c = ((xp.take_along_axis(o, labels, axis=1) - mu) / sigma)[:, 0]
     per_row, slope = k.softplus_and_sigmoid(dtype(a) * (dtype(b) - z_c), dtype(1 / a))
-    if reduction == "mean":
-        loss = per_row.mean()
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row
-    return xp.asarray(loss).astype(o.dtype), (o, labels, mu, sigma, z_c, slope, reduction)
+    return reduce_rows(per_row, reduction, o.dtype), (o, labels, mu, sigma, z_c, slope, reduction)
 
 
 def z_loss_backward(residuals, g_loss):

@@ -15,6 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP, bucket_means
 
 from .._vmath import exp, row_log_sum_exp
@@ -82,25 +83,16 @@ def _nll_forward(z, borders, y, reduction, tails):
     bucket = np.empty(count, dtype=np.int64)
     d_y = np.empty(count, dtype=np.float64)
     _nll_rows(rows, np.ascontiguousarray(borders), targets, tails, per_row, lse, bucket, d_y)
-    if reduction == "mean":
-        loss = np.asarray(per_row.mean(), dtype=dtype)
-    elif reduction == "sum":
-        loss = np.asarray(per_row.sum(), dtype=dtype)
-    else:
-        loss = per_row.astype(dtype).reshape(y.shape)
+    loss = reduce_rows(per_row, reduction, dtype)
+    if reduction == "none":
+        loss = loss.reshape(y.shape)
     return loss, (rows, lse, bucket, d_y, reduction, z.shape, y.shape, dtype)
 
 
 def _nll_backward(residuals, g_loss, with_y):
     rows, lse, bucket, d_y, reduction, z_shape, y_shape, dtype = residuals
     count = rows.shape[0]
-    g = np.asarray(g_loss, dtype=np.float64)
-    if reduction == "none":
-        weight = np.ascontiguousarray(g).reshape(-1)
-    elif reduction == "mean":
-        weight = np.full(count, float(g) / count)
-    else:
-        weight = np.full(count, float(g))
+    weight = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, count)
     g_z = np.empty(rows.shape, dtype=dtype)
     _nll_backward_rows(rows, lse, bucket, weight, g_z)
     if not with_y:

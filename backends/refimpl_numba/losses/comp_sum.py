@@ -16,6 +16,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 
 from .._vmath import exp, row_log_sum_exp
 
@@ -48,25 +49,14 @@ def comp_sum_loss_forward(z, y, *, tau, reduction="mean"):
     batch = work.shape[0]
     per_row, row_max, log_normalizer, p_y_power = (np.empty(batch, dtype=np.float64) for _ in range(4))
     _comp_sum_rows(work, labels, float(tau), per_row, row_max, log_normalizer, p_y_power)
-    if reduction == "mean":
-        loss = np.asarray(per_row.mean(), dtype=z.dtype)
-    elif reduction == "sum":
-        loss = np.asarray(per_row.sum(), dtype=z.dtype)
-    else:
-        loss = per_row.astype(z.dtype)
+    loss = reduce_rows(per_row, reduction, z.dtype)
     return loss, (work, labels, row_max, log_normalizer, p_y_power, reduction)
 
 
 def comp_sum_loss_backward(residuals, g_loss):
     work, labels, row_max, log_normalizer, p_y_power, reduction = residuals
     batch = work.shape[0]
-    g = np.asarray(g_loss, dtype=np.float64)
-    if reduction == "none":
-        weight = g.reshape(batch)
-    elif reduction == "mean":
-        weight = np.full(batch, float(g) / batch)
-    else:
-        weight = np.full(batch, float(g))
+    weight = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, batch)
     g_z = np.empty(work.shape, dtype=work.dtype)
     _comp_sum_backward_rows(
         work, labels, row_max, log_normalizer, np.ascontiguousarray(weight * p_y_power), g_z

@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 
 from .._vmath import exp, expm1
 
@@ -99,23 +100,6 @@ def _ldr_backward_rows(u, y, c, lam, normalized, row_max, normalizer, scale, wei
                 g_z[i, k] = g_z[i, k] * _sigmoid(np.float64(z[i, k]))
 
 
-def _reduce(per_row, reduction, dtype):
-    if reduction == "mean":
-        return np.asarray(per_row.mean(), dtype=dtype)
-    if reduction == "sum":
-        return np.asarray(per_row.sum(), dtype=dtype)
-    return per_row.astype(dtype)
-
-
-def _row_weights(g_loss, reduction, batch):
-    g = np.asarray(g_loss, dtype=np.float64)
-    if reduction == "none":
-        return np.ascontiguousarray(g.reshape(batch))
-    if reduction == "mean":
-        return np.full(batch, float(g) / batch)
-    return np.full(batch, float(g))
-
-
 def _forward(z, y, c, lam_rows, normalize):
     work = np.ascontiguousarray(z)
     labels = np.ascontiguousarray(y, dtype=np.int64)
@@ -131,14 +115,14 @@ def _forward(z, y, c, lam_rows, normalize):
 
 def ldr_kl_loss_forward(z, y, *, c=0.1, lam=10.0, normalize="none", reduction="mean"):
     per_row, saved = _forward(z, y, c, np.full(z.shape[0], float(lam)), normalize)
-    return _reduce(per_row, reduction, z.dtype), (saved, reduction)
+    return reduce_rows(per_row, reduction, z.dtype), (saved, reduction)
 
 
 def ldr_kl_loss_backward(residuals, g_loss):
     saved, reduction = residuals
     u, labels, c, lam_rows, normalized, row_max, normalizer, scale, work, softplus = saved
     g_z = np.empty(work.shape, dtype=work.dtype)
-    weight = _row_weights(g_loss, reduction, work.shape[0])
+    weight = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, work.shape[0])
     _ldr_backward_rows(
         u, labels, c, lam_rows, normalized, row_max, normalizer, scale, weight, work, softplus, g_z
     )
@@ -149,7 +133,7 @@ def aldr_kl_loss_forward(z, y, lam, ids, *, c=0.1, lam0=10.0, alpha=2.0, normali
     lam_rows = np.ascontiguousarray(lam[ids], dtype=np.float64)
     per_row, saved = _forward(z, y, c, lam_rows, normalize)
     per_row -= alpha * math.log(z.shape[1]) / (2 * lam0) * (lam_rows - lam0) ** 2
-    return _reduce(per_row, reduction, z.dtype), (saved, reduction)
+    return reduce_rows(per_row, reduction, z.dtype), (saved, reduction)
 
 
 IMPLS = {

@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 
 from .._vmath import exp, row_log_sum_exp
 
@@ -42,25 +43,14 @@ def pskd_loss_forward(z, targets, *, reduction="mean"):
     batch = work.shape[0]
     per_row, shift, target_mass = (np.empty(batch, dtype=np.float64) for _ in range(3))
     _pskd_rows(work, soft, per_row, shift, target_mass)
-    if reduction == "mean":
-        loss = np.asarray(per_row.mean(), dtype=z.dtype)
-    elif reduction == "sum":
-        loss = np.asarray(per_row.sum(), dtype=z.dtype)
-    else:
-        loss = per_row.astype(z.dtype)
+    loss = reduce_rows(per_row, reduction, z.dtype)
     return loss, (work, soft, shift, target_mass, reduction)
 
 
 def pskd_loss_backward(residuals, g_loss):
     work, soft, shift, target_mass, reduction = residuals
     batch = work.shape[0]
-    g = np.asarray(g_loss, dtype=np.float64)
-    if reduction == "none":
-        weight = np.ascontiguousarray(g.reshape(batch))
-    elif reduction == "mean":
-        weight = np.full(batch, float(g) / batch)
-    else:
-        weight = np.full(batch, float(g))
+    weight = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, batch)
     g_z = np.empty(work.shape, dtype=work.dtype)
     _pskd_backward_rows(work, soft, shift, target_mass, weight, g_z)
     return (g_z,)

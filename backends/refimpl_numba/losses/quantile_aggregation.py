@@ -12,6 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 
 MEAN, SUM, NONE = 0, 1, 2
 REDUCTION = {"mean": MEAN, "sum": SUM, "none": NONE}
@@ -112,17 +113,13 @@ def weighted_interval_score_forward(y, q, tau, *, reduction="mean"):
     y, q, tau = (np.ascontiguousarray(a) for a in (y, q, tau))
     per_sample = np.empty(q.shape[0], dtype=np.float64)
     _wis_rows(y, q, tau, per_sample)
-    loss = (
-        per_sample.astype(q.dtype)
-        if reduction == "none"
-        else _reduce(per_sample, q.shape[0], reduction, q.dtype)
-    )
+    loss = reduce_rows(per_sample, reduction, q.dtype)
     return loss, (y, q, tau, reduction)
 
 
 def weighted_interval_score_backward(residuals, g_loss):
     y, q, tau, reduction = residuals
-    g = _per_entry_cotangent(g_loss, (q.shape[0],), reduction, q.shape[0])
+    g = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, q.shape[0])
     g_q = np.empty_like(q)
     _wis_backward_rows(y, q, tau, g, g_q)
     return (g_q,)

@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 
 from .._vmath import exp
 
@@ -123,22 +124,14 @@ def sampled_softmax_logq_forward(scores, log_p, *, reduction="mean"):
     batch = scores.shape[0]
     lse, rows = np.empty(batch), np.empty(batch)
     _log_sum_exp_rows(scores, shift, lse, rows)
-    if reduction == "mean":
-        loss = np.asarray(rows.mean(), dtype=scores.dtype)
-    elif reduction == "sum":
-        loss = np.asarray(rows.sum(), dtype=scores.dtype)
-    else:
-        loss = rows.astype(scores.dtype)
+    loss = reduce_rows(rows, reduction, scores.dtype)
     return loss, (scores, shift, lse, reduction)
 
 
 def sampled_softmax_logq_backward(residuals, g_loss):
     scores, shift, lse, reduction = residuals
     batch = scores.shape[0]
-    if reduction == "none":
-        w = np.ascontiguousarray(g_loss, dtype=np.float64)
-    else:
-        w = np.full(batch, float(g_loss) / (batch if reduction == "mean" else 1))
+    w = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, batch)
     g_u = np.empty_like(scores)
     _softmax_minus_identity_rows(scores, shift, lse, w, g_u)
     return (g_u,)

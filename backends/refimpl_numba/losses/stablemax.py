@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 
 from .._buffers import output
 
@@ -95,12 +96,7 @@ def stablemax_cross_entropy_forward(z, y, *, reduction="mean", compute_in_float6
     per_row = np.empty(work.shape[0], dtype=np.float64)
     total_s = np.empty(work.shape[0], dtype=np.float64)
     _cross_entropy_rows(work, labels, per_row, total_s)
-    if reduction == "mean":
-        loss = np.asarray(per_row.mean(), dtype=dtype)
-    elif reduction == "sum":
-        loss = np.asarray(per_row.sum(), dtype=dtype)
-    else:
-        loss = per_row.astype(dtype)
+    loss = reduce_rows(per_row, reduction, dtype)
     return loss, (work, labels, total_s, reduction, dtype)
 
 
@@ -108,13 +104,7 @@ def stablemax_cross_entropy_backward(residuals, g_loss, *, out=None):
     """``out``: optional buffer for the cotangent of ``z``."""
     work, labels, total_s, reduction, dtype = residuals
     batch = work.shape[0]
-    g = np.asarray(g_loss, dtype=np.float64)
-    if reduction == "none":
-        scale = g
-    elif reduction == "mean":
-        scale = np.full(batch, float(g) / batch)
-    else:
-        scale = np.full(batch, float(g))
+    scale = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, batch)
     g_z = output(out, work, dtype)
     _cross_entropy_backward_rows(work, labels, total_s, scale, g_z)
     return (g_z,)

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit, prange
 
 from refimpl import Impl
+from refimpl._blocks import reduce_rows, row_weights
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
@@ -59,25 +60,14 @@ def z_loss_forward(o, c, *, a, b, eps=0.0, reduction="mean"):
     batch = work.shape[0]
     per_row, mean, sigma, slope = (np.empty(batch, dtype=np.float64) for _ in range(4))
     _z_loss_rows(work, labels, float(a), float(b), float(eps), per_row, mean, sigma, slope)
-    if reduction == "mean":
-        loss = np.asarray(per_row.mean(), dtype=o.dtype)
-    elif reduction == "sum":
-        loss = np.asarray(per_row.sum(), dtype=o.dtype)
-    else:
-        loss = per_row.astype(o.dtype)
+    loss = reduce_rows(per_row, reduction, o.dtype)
     return loss, (work, labels, mean, sigma, slope, reduction)
 
 
 def z_loss_backward(residuals, g_loss):
     work, labels, mean, sigma, slope, reduction = residuals
     batch = work.shape[0]
-    g = np.asarray(g_loss, dtype=np.float64)
-    if reduction == "none":
-        weight = np.ascontiguousarray(g.reshape(batch))
-    elif reduction == "mean":
-        weight = np.full(batch, float(g) / batch)
-    else:
-        weight = np.full(batch, float(g))
+    weight = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, batch)
     g_o = np.empty(work.shape, dtype=work.dtype)
     _z_loss_backward_rows(work, labels, mean, sigma, slope, weight, g_o)
     return (g_o,)
