@@ -64,7 +64,9 @@ def normalize_logits_backward(cache: tuple, g_z_tilde: np.ndarray) -> np.ndarray
     if normalize == "softplus_mean":
         _, z, u, m = cache
         num_classes = z.shape[-1]
-        g_u = g_z_tilde / m - (g_z_tilde * u).sum(axis=-1, keepdims=True) / (num_classes * m * m)
+        # (ḡ − ⟨ḡ, u⟩/(K m))/m, not ḡ/m − ⟨ḡ, u⟩/(K m²): m² underflows in float32 for
+        # rows of very negative logits (softplus ~1e-25) while m itself is a normal number
+        g_u = (g_z_tilde - (g_z_tilde * u).sum(axis=-1, keepdims=True) / (num_classes * m)) / m
         return g_u * sigmoid(z)
     _, z, norm = cache
     num_classes = z.dtype.type(z.shape[-1])

@@ -72,6 +72,17 @@ def _ldr_edges():
             comment="softplus(−700) ≈ 1e−304 is still positive in float64; float32 underflows it",
         ),
         Sample(
+            "softplus_mean, every logit near −57 (float32 too)",
+            (
+                np.array([[-57.0, -58.0, -56.5], [-50.0, -60.0, -55.0], [-57.2, -57.2, -57.2]]),
+                np.array([0, 2, 1]),
+            ),
+            {"normalize": "softplus_mean", "lam": 1.0, "reduction": "none"},
+            flags=("OFFICIAL_NORMALIZATION",),
+            comment="mean softplus ≈ 1e-25 is a normal float32 but its square underflows: a backward "
+            "written with m² gives 0/0",
+        ),
+        Sample(
             "official ALDR normalization l1",
             (z, y),
             {"normalize": "l1", "lam": 1.0, "reduction": "none"},
