@@ -11,6 +11,18 @@ def _points(rng, m, d):
     return rng.standard_normal((m, d)) * float(rng.choice([0.3, 1.0, 2.0]))
 
 
+def _separated_points(rng, m, d, closest=0.1):
+    """Random points no two closer than ``closest``: two nearly coincident points make the
+    Gaussian kernel nearly constant, where the centered products vanish, sqrt (COCO) is
+    singular and float32 keeps no digit of the Gram-form distance (DUPLICATES is that case)."""
+    for _ in range(50):
+        Z = _points(rng, m, d)
+        gaps = np.sqrt(((Z[:, None, :] - Z[None, :, :]) ** 2).sum(axis=-1)) + np.eye(m) * closest
+        if gaps.min() >= closest:
+            break
+    return Z
+
+
 def _gaussian_gram(Z, v):
     D = ((Z[:, None, :] - Z[None, :, :]) ** 2).sum(axis=-1)
     return np.exp(-D / v)
@@ -290,7 +302,7 @@ def _bido_random(rng, B, Dx, F, C):
         "abs_distances": bool(rng.integers(2)),
         "epsilon": 0.01,  # a well-conditioned ridge for tight central differences
     }
-    args = (_points(rng, B, Dx), _points(rng, B, F), rng.integers(0, C, size=B))
+    args = (_separated_points(rng, B, Dx), _separated_points(rng, B, F), rng.integers(0, C, size=B))
     return Sample("random", args, kwargs)
 
 
