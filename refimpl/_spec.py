@@ -77,10 +77,10 @@ def Float(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802 - 
 
 
 def Int(  # noqa: N802
-    *shape: str | int, low: int | None = None, high: int | str | None = None
+    *shape: str | int, low: int | None = None, high: int | str | None = None, optional: bool = False
 ) -> Tensor:
     """An integer array (labels, indices); values in ``[low, high)`` when given."""
-    return Tensor(tuple(shape), "int", False, low, high)
+    return Tensor(tuple(shape), "int", optional, low, high)
 
 
 def Bool(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802
@@ -309,7 +309,7 @@ def validate(
             _bind_shape(name, spec, tuple(value.shape), dims, sources, allow_empty)
         for name, spec in specs.items():
             value = arguments[name]
-            if isinstance(spec, Tensor) and spec.kind == "int" and value.size:
+            if isinstance(spec, Tensor) and spec.kind == "int" and value is not None and value.size:
                 high = dims.get(spec.high, spec.high) if isinstance(spec.high, str) else spec.high
                 low, largest = int(value.min()), int(value.max())
                 if (spec.low is not None and low < spec.low) or (high is not None and largest >= high):

@@ -40,6 +40,13 @@ def weighting_function(r: np.ndarray, divergence: str) -> np.ndarray:
 
 
 def _check_weight(arguments) -> None:
+    if arguments["ratio_normalization"] and arguments["time_bin"] is None:
+        raise ArgumentError(
+            "time_bin",
+            "each sample's time bin (B,) when ratio_normalization=True (pass it, or turn the "
+            "per-bin normalization off)",
+            "None",
+        )
     if arguments["ratio_lower"] > arguments["ratio_upper"]:
         raise ArgumentError(
             "ratio_lower",
@@ -53,7 +60,7 @@ def _check_weight(arguments) -> None:
     paper=PAPER,
     inputs={
         "logit": Float("B"),
-        "time_bin": Int("B", low=0),
+        "time_bin": Int("B", low=0, optional=True),
         "divergence": Choice(*DIVERGENCES),
         "logit_clip": Real(0, low_open=True),
         "ratio_lower": Real(0, low_open=True),
@@ -66,7 +73,7 @@ def _check_weight(arguments) -> None:
 )
 def f_divergence_weight(
     logit,
-    time_bin,
+    time_bin=None,
     *,
     divergence="js",
     logit_clip=10.0,
@@ -110,7 +117,7 @@ def f_divergence_weight(
             official code averages the logit map over its spatial axis first).
         time_bin: the time-bin index of each sample (B,), integers ≥ 0 (official: 10 uniform
             bins of [min_t, max_t], ``floor((t − min_t)/width)`` clipped to [0, 9]); read only
-            when ``ratio_normalization`` is True.
+            when ``ratio_normalization`` is True, and may be None when it is False.
         divergence: one of "rkl", "kl", "js" (default, the paper's best), "sf", "neyman", "sh", "jf".
         logit_clip: clip of the logit before exp (default 10).
         ratio_lower, ratio_upper: clip of r (defaults 0.1 and 20, the official config).

@@ -50,6 +50,11 @@ def _weight_edges():
             dtypes=("float64",),
             comment="r = e^-30 < 1e-8 is clamped; the per-bin mean keeps the ratios tiny",
         ),
+        Sample(
+            "no time bins (None) without the per-bin normalization",
+            (np.array([0.3, -2.0, 5.0]), None),
+            {"divergence": "js", "ratio_normalization": False},
+        ),
         Sample("rkl is all ones", (np.array([0.3, -2.0, 5.0]), np.array([0, 3, 9])), {"divergence": "rkl"}),
         Sample(
             "one sample per bin: r normalized to ≈ 1",
@@ -63,6 +68,7 @@ def _weight_errors():
     logit, bins = np.zeros(3), np.zeros(3, int)
     return [
         ErrorCase("lower clip above upper", (logit, bins), {"ratio_lower": 30.0}, match="ratio_upper"),
+        ErrorCase("no time bins with the per-bin normalization", (logit, None), match=r"'time_bin'.*None"),
         ErrorCase("negative time bin", (logit, np.array([0, -1, 2])), match=r"values in \[0"),
         ErrorCase("float time bins", (logit, np.zeros(3)), match="integer dtype"),
         ErrorCase("time bins of another length", (logit, np.zeros(2, int)), match="B = 3"),
