@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register, standardized_rows
 
 NOTES = {
     "CONSTANT_ROW": "variance 0: output β, gradient finite only through ε (a dropped ε divides by 0)",
@@ -14,11 +14,8 @@ NOTES = {
 
 
 def _random(rng, B, D):
-    x = rng.standard_normal((B, D))
-    if D > 1:  # each row's spread set to the drawn scale: a chance near-constant row would put
-        # float32 into the LARGE_OFFSET regime (offset ≫ spread), an edge case of its own
-        x = (x - x.mean(axis=1, keepdims=True)) / np.maximum(x.std(axis=1, keepdims=True), 1e-3)
-    x = x * rng.uniform(0.1, 10) + rng.uniform(-5, 5)
+    # each row's spread is the drawn scale (LARGE_OFFSET, offset ≫ spread, is an edge case)
+    x = standardized_rows(rng.standard_normal((B, D))) * rng.uniform(0.1, 10) + rng.uniform(-5, 5)
     gamma = rng.standard_normal(D)
     beta = rng.standard_normal(D)
     return Sample("random", (x, gamma, beta), {"eps": float(rng.choice([1e-5, 1e-3, 0.1]))})

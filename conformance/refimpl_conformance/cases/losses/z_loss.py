@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import ErrorCase, OpCases, Sample, register, standardized_rows
 
 NOTES = {
     "EQUAL_OUTPUTS": "σ = 0 without eps: only eps > 0 makes the row valid (z = 0 then)",
@@ -16,10 +16,7 @@ NOTES = {
 
 
 def _random(rng, B, D):
-    o = rng.standard_normal((B, D))
-    if D > 1:  # each row's spread set to the drawn scale: a chance near-constant row makes σ tiny,
-        # the curvature ~1/σ² and central differences lose their digits
-        o = (o - o.mean(axis=1, keepdims=True)) / np.maximum(o.std(axis=1, keepdims=True), 1e-3)
+    o = standardized_rows(rng.standard_normal((B, D)))  # each row's spread is the drawn scale
     o = o * float(rng.choice([0.1, 1.0, 30.0])) + float(rng.choice([0.0, 5.0]))
     kwargs = {
         "a": float(rng.choice([0.5, 1.0, 5.0])),

@@ -231,7 +231,7 @@ def _coco_random(rng, m):
     h = np.eye(m) - 1.0 / m
     for _ in range(20):
         K, L = _kernel(rng, m), _kernel(rng, m)
-        if m == 1 or np.linalg.norm(h @ K @ h @ h @ L @ h) > 1e-2:
+        if m == 1 or np.linalg.norm(h @ K @ h @ L @ h) > 1e-2:
             break
     return Sample("random", (K, L), {"norm": str(rng.choice(["spectral", "fro"]))})
 
