@@ -136,7 +136,8 @@ def stablemax_cross_entropy(z, y, *, reduction="mean", compute_in_float64=False)
     rows = np.arange(z.shape[0])
     s = s_of(z)
     sum_s = s.sum(axis=-1)
-    per_row = np.log(sum_s) - log_s_of(z[rows, y])
+    # log of the same s values that were summed: one class gives exactly log(s) − log(s) = 0
+    per_row = np.log(sum_s) - np.log(s[rows, y])
     p = s / sum_s[:, None]
     return reduce_rows(per_row, reduction, dtype), (p, z, y, reduction, dtype)
 
