@@ -113,23 +113,39 @@ def cmd_show(args: argparse.Namespace, out: _Out) -> int:
 
 # -- check ------------------------------------------------------------------------------
 def _show_sample(args: argparse.Namespace, out: _Out) -> None:
-    """Print the arrays of the sample a repro command names, and each backend's outputs."""
+    """Print the sample a repro command names: its inputs, the cotangents the VJP is checked
+    with, and the reference's outputs and VJP with the allowed error of each."""
     from refimpl_conformance import cases_for
-    from refimpl_conformance._engine import cast_floats
+    from refimpl_conformance._engine import expected_values
 
     np.set_printoptions(precision=17 if args.dtype == ["float64"] else 9, threshold=200)
     for op_name in args.op or []:
-        cases = cases_for(op_name)
+        op, cases = refimpl.get(op_name), cases_for(op_name)
         if args.seed is not None:
             sample = cases.random_sample(args.seed, args.dims)
         else:
             sample = next(s for s in cases.edges() if s.name == args.sample)
         out.print(f"# {op_name} sample {sample.name!r} {sample.comment}")
         for dtype in args.dtype:
-            values = cast_floats(sample.args, dtype)
-            for name, value in zip(refimpl.get(op_name).signature.parameters, values, strict=False):
-                out.print(f"{name} ({dtype}) = {value!r}")
-            out.print(f"params = {sample.kwargs!r}")
+            if dtype not in sample.dtypes:
+                out.print(f"(not run in {dtype})")
+                continue
+            expected = expected_values(op, cases, sample, dtype)
+            bound = op.signature.bind(*expected.args, **expected.kwargs)
+            for name, value in bound.arguments.items():
+                if isinstance(value, np.ndarray):
+                    out.print(f"{name} ({dtype}) = {value!r}")
+            params = {k: v for k, v in bound.arguments.items() if not isinstance(v, np.ndarray)}
+            out.print(f"params = {params!r}")
+            for name, cotangent in zip(op.outputs, expected.cotangents, strict=True):
+                if cotangent is not None and op.is_differentiable:
+                    out.print(f"cotangent of output {name!r} ({dtype}) = {cotangent!r}")
+            for label, value in {**expected.outputs, **expected.grads}.items():
+                allowed = expected.allowed.get(label)
+                bound_text = (
+                    "" if allowed is None else f"  (allowed error up to {np.max(allowed, initial=0):.3g})"
+                )
+                out.print(f"reference {label} = {np.asarray(value)!r}{bound_text}")
 
 
 def _parse_dims(text: str) -> dict[str, int]:
@@ -140,32 +156,38 @@ def _parse_dims(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(f"expected NAME=INT[,NAME=INT...], got {text!r}") from None
 
 
+def _parse_argmap(text: str) -> dict[str, str | None]:
+    """``z_student=student_logits,scale=`` -> {"z_student": "student_logits", "scale": None}."""
+    mapping: dict[str, str | None] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"expected OP_ARG=YOUR_ARG[,...], got {part!r}")
+        mapping[key.strip()] = value.strip() or None
+    return mapping
+
+
 def _check_impl(args: argparse.Namespace, out: _Out):
     """``--impl``: check a user's function (PKG.MOD:FN, with one --op) or a module whose
     functions are named after ops (or that maps op names to functions in ``REFIMPL``)."""
-    import importlib
-
     from refimpl_conformance import Report
-    from refimpl_conformance.adapters import check, load_function
+    from refimpl_conformance.adapters import check, import_module, load_function
 
-    seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, "")  # like `python -m`: the current folder's modules are importable
     if ":" in args.impl:
         if not args.op or len(args.op) != 1:
             raise KeyError("--impl PKG.MOD:FN checks one op: give exactly one --op")
         targets = {args.op[0]: load_function(args.impl)}
     else:
-        module = importlib.import_module(args.impl)
+        module = import_module(args.impl)
         mapping = getattr(module, "REFIMPL", None)
         if mapping is None:
             mapping = {op.name: getattr(module, op.name) for op in refimpl.ops() if hasattr(module, op.name)}
         targets = {name: fn for name, fn in mapping.items() if not args.op or name in args.op}
         if not targets:
             raise KeyError(f"module {args.impl} defines no function named after an op (or a REFIMPL dict)")
-    vjp = None
-    if args.vjp:
-        from refimpl_conformance.adapters import load_function as load
-
-        vjp = load(args.vjp)
+    vjp = load_function(args.vjp) if args.vjp else None
     report = Report()
     for op_name, fn in targets.items():
         refimpl.get(op_name)
@@ -175,11 +197,15 @@ def _check_impl(args: argparse.Namespace, out: _Out):
             framework=args.framework,
             vjp=vjp,
             dtypes=args.dtype,
-            seeds=seeds,
+            argmap=args.argmap,
+            no_grad=args.no_grad or (),
+            seeds=[args.seed] if args.seed is not None else None,
             sample_name=args.sample,
             dims=args.dims,
+            edges=args.seed is None,  # a repro by seed: that random sample only
         )
         report.results.extend(part.results)
+        report.warnings.extend(part.warnings)
     return report
 
 
@@ -246,38 +272,53 @@ def _print_report(args: argparse.Namespace, out: _Out, report) -> int:
                 row["op"],
                 row["passed"],
                 row["failed"],
+                row["inaccurate"],
                 row["skipped"],
-                f"{row['max_abs_float64']:.2e}",
-                f"{row['max_abs_float32']:.2e}",
+                f"{row['worst_ratio_float64']:.2g}",
+                f"{row['worst_ratio_float32']:.2g}",
             ]
         )
     out.table(
-        "refimpl conformance (max abs error against the float64 reference)",
-        ["backend", "op", "passed", "failed", "skipped", "max |err| f64", "max |err| f32"],
+        "refimpl conformance (worst error / allowed error: 1 is the limit)",
+        ["backend", "op", "passed", "failed", "inaccurate", "skipped", "err/allowed f64", "err/allowed f32"],
         rows,
     )
     for note in report.notes:
         out.print(f"note: {note}")
-    for failure in report.failures:
+    skips: dict[str, list[str]] = {}
+    for result in report.skipped:  # grouped by reason; the JSON report has each one in full
+        why = (result.detail or "no reason given").split(" (")[0]
+        skips.setdefault(why, []).append(result.op)
+    for why, ops in sorted(skips.items(), key=lambda item: -len(item[1])):
+        names = sorted(set(ops))
+        shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        out.print(f"skipped {len(ops)}: {why} ({shown})")
+    for warning in report.warnings:
+        out.print(f"WARNING {warning}", style="yellow")
+    for failure in [*report.failures, *report.inaccurate]:
+        word = "FAIL" if failure.status == "fail" else "INACCURATE"
         out.print(
-            f"FAIL {failure.check} {failure.backend} {failure.op} {failure.dtype} [{failure.sample}]: "
+            f"{word} {failure.check} {failure.backend} {failure.op} {failure.dtype} [{failure.sample}]: "
             f"{failure.detail}",
-            style="red",
+            style="red" if failure.status == "fail" else "yellow",
         )
         if failure.repro:
             out.print(f"     repro: {failure.repro}")
     if args.json:
         Path(args.json).write_text(report.to_json())
         out.print(f"report written to {args.json}")
-    failed = len(report.failures)
-    skipped = sum(r.status == "skip" for r in report.results)
-    passed = len(report.results) - failed - skipped
-    if passed + failed == 0:
+    failed, inaccurate, skipped = len(report.failures), len(report.inaccurate), len(report.skipped)
+    passed = len(report.results) - failed - inaccurate - skipped
+    if passed + failed + inaccurate == 0:
         out.print("nothing was checked", style="red")
         return 1
-    summary = f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else "")
-    out.print(summary, style="green" if not failed else "red")
-    return 1 if failed else 0
+    summary = f"{passed} passed, {failed} failed"
+    summary += f", {inaccurate} inaccurate" if inaccurate else ""
+    summary += f", {skipped} skipped" if skipped else ""
+    summary += f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    bad = failed or inaccurate or report.warnings
+    out.print(summary, style="red" if bad else "green")
+    return 1 if bad else 0
 
 
 # -- export-vectors -----------------------------------------------------------------------
@@ -290,7 +331,7 @@ def cmd_export(args: argparse.Namespace, out: _Out) -> int:
     for path in paths:
         tests = json.loads(path.read_text())["numberOfTests"]
         out.print(f"{path.name}: {tests} tests")
-    out.print(f"{len(paths)} ops written to {args.directory} (schema refimpl-vectors/1)")
+    out.print(f"{len(paths)} ops written to {args.directory} (schema refimpl-vectors/2)")
     return 0
 
 
@@ -390,7 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --seed: these dimensions instead of those the seed draws, e.g. B=4,n=1",
     )
     check.add_argument("--sample", help="only the edge case of this name (a repro)")
-    check.add_argument("--show", action="store_true", help="print the sample's arrays")
+    check.add_argument(
+        "--show",
+        action="store_true",
+        help="print the sample's arrays, its cotangents, and the reference's outputs and VJP",
+    )
     check.add_argument("--json", help="write the full report to this JSON file")
     check.add_argument("--quiet", action="store_true", help="no progress bar")
     check.add_argument(
@@ -409,6 +454,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument(
         "--vjp", help="PKG.MOD:FN: the VJP of a NumPy/CuPy --impl, vjp(cotangents, **arguments)"
+    )
+    check.add_argument(
+        "--argmap",
+        type=_parse_argmap,
+        help="with --impl: the op's argument names to yours where they differ and cannot be matched "
+        "by position, e.g. z_student=student_logits,T=temperature (NAME= : your function does not take it)",
+    )
+    check.add_argument(
+        "--no-grad",
+        action="append",
+        metavar="ARG",
+        help="with --impl: your function treats this differentiable input as a constant "
+        "(a detached teacher); its cotangent is not compared (repeatable)",
     )
     check.set_defaults(run=cmd_check)
 
@@ -438,6 +496,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args, out)
     except (refimpl.UnknownOpError, refimpl.UnknownBackendError, KeyError) as error:
+        out.print(f"refimpl: {error}", style="red")
+        return 2
+    except ValueError as error:  # --impl naming a module or function that is not there
+        from refimpl_conformance.adapters import ImportSpecError
+
+        if not isinstance(error, ImportSpecError):
+            raise
         out.print(f"refimpl: {error}", style="red")
         return 2
 

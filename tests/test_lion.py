@@ -154,25 +154,38 @@ def test_bad_hyperparameters_raise_input_error_naming_op_and_argument():
         lion_step(x, x, x.astype(np.float32))
 
 
-# -- the conformance suite catches the plausible wrong implementations -----------------
-def _failures(forward):
-    backend = Backend("mutant", {"lion_step": Impl(forward)})
+# -- the conformance suite: rounding variants pass, wrong updates fail ----------------------
+def _results(forward, dtypes=("float64", "float32")):
+    backend = Backend("port", {"lion_step": Impl(forward)})
     op, cases = refimpl.get("lion_step"), cases_for("lion_step")
     return [
         result
         for sample in cases.samples(seeds=range(4))
-        for result in check_sample(op, cases, backend, sample, "float64")
-        if result.status == "fail"
+        for dtype in dtypes
+        for result in check_sample(op, cases, backend, sample, dtype)
     ]
 
 
-def test_suite_catches_the_algebraic_weight_decay_form():
+def _failures(forward, dtypes=("float64", "float32")):
+    return [r for r in _results(forward, dtypes) if r.status != "pass"]
+
+
+def test_the_algebraic_weight_decay_form_rounds_differently_and_passes():
+    # optax's Lion: θ − η(sign(c) + λθ). Not the official order, but the same update up to one
+    # rounding: the verifier must accept it (it is correct code), in float64 as in float32
     def forward(params, grads, momentum, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0):
         c = beta1 * momentum + (1 - beta1) * grads
         new_params = params - lr * (np.sign(c) + weight_decay * params)  # θ − η(sign(c) + λθ)
         return (new_params, beta2 * momentum + (1 - beta2) * grads), None
 
-    assert "large η·λ" in {f.sample for f in _failures(forward)}
+    results = _results(forward)
+    decayed = [r for r in results if r.sample == "large η·λ" and r.dtype == "float64"]
+    reference = lion_step(*cases_for("lion_step").edges()[2].args, lr=0.03, weight_decay=7.0)[0]
+    assert not np.array_equal(
+        forward(*cases_for("lion_step").edges()[2].args, lr=0.03, weight_decay=7.0)[0][0], reference
+    )
+    assert decayed and all(r.status == "pass" for r in decayed)  # differs in the last bit, and passes
+    assert not [r for r in results if r.status != "pass"]
 
 
 def test_suite_catches_a_sign_without_zero():
@@ -184,24 +197,49 @@ def test_suite_catches_a_sign_without_zero():
 
     failures = _failures(forward)
     assert {f.sample for f in failures} >= {"c = 0 exactly: decay only"}
+    assert all(f.status == "fail" for f in failures)
+
+
+def test_suite_catches_adam_style_bias_correction_of_the_momentum():
+    def forward(params, grads, momentum, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0):
+        c = beta1 * momentum + (1 - beta1) * grads
+        new_params = params * (1 - lr * weight_decay) - lr * np.sign(c)
+        return (new_params, (beta2 * momentum + (1 - beta2) * grads) / (1 - beta2)), None
+
+    failures = _failures(forward)
+    assert failures and all(f.status == "fail" and "output 'momentum'" in f.detail for f in failures)
+
+
+def test_suite_catches_the_decay_applied_after_the_step():
+    # θ' = (θ − η·sign(c))·(1 − ηλ): off by η²λ, far above rounding wherever λ > 0
+    def forward(params, grads, momentum, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0):
+        c = beta1 * momentum + (1 - beta1) * grads
+        new_params = (params - lr * np.sign(c)) * (1 - lr * weight_decay)
+        return (new_params, beta2 * momentum + (1 - beta2) * grads), None
+
+    failures = _failures(forward, dtypes=("float64",))
+    assert "large η·λ" in {f.sample for f in failures}
+    assert all(f.status == "fail" and "output 'params'" in f.detail for f in failures)
 
 
 def _fma(a, b, c):
     """a·b + c rounded once (exact rational arithmetic, then one rounding)."""
-    return float(Fraction(a) * Fraction(b) + Fraction(c))
+    return float(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c)))
 
 
-def test_suite_catches_fused_multiply_add_in_the_momentum():
+def test_fused_multiply_add_in_the_momentum_is_one_rounding_and_passes():
+    # PyTorch's exp_avg.mul_(β2).add_(grad, alpha=1 − β2) on vectorized CPU paths and CUDA
     def forward(params, grads, momentum, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0):
         c = beta1 * momentum + (1 - beta1) * grads
         new_params = params * (1 - lr * weight_decay) - lr * np.sign(c)
-        # PyTorch's exp_avg.mul_(β2).add_(grad, alpha=1 − β2) on vectorized CPU paths and CUDA
         fused = [_fma(1 - beta2, g, beta2 * m) for g, m in zip(grads.ravel(), momentum.ravel(), strict=True)]
-        return (new_params, np.array(fused).reshape(momentum.shape)), None
+        return (new_params, np.array(fused, dtype=momentum.dtype).reshape(momentum.shape)), None
 
-    failures = _failures(forward)
-    assert "4096 coordinates" in {f.sample for f in failures}
-    assert all("output 'momentum'" in f.detail and "output 'params'" not in f.detail for f in failures)
+    sample = next(s for s in cases_for("lion_step").edges() if s.name == "4096 coordinates")
+    fused = forward(*sample.args, **sample.kwargs)[0][1]
+    plain = lion_step(*sample.args, **sample.kwargs)[1]
+    assert 0 < np.count_nonzero(fused != plain)  # the FMA really rounds differently here
+    assert not _failures(forward)
 
 
 def _ptx(source, options):

@@ -16,7 +16,6 @@ user's own NumPy / PyTorch / JAX / CuPy function the same way (see ``adapters.py
 """
 
 from ._cases import (
-    DEFAULT_TOLERANCES,
     ErrorCase,
     OpCases,
     Sample,
@@ -37,7 +36,6 @@ from ._runner import Plan, Report, plan, run
 from .adapters import assert_conforms, check, wrap
 
 __all__ = [
-    "DEFAULT_TOLERANCES",
     "ErrorCase",
     "OpCases",
     "Plan",

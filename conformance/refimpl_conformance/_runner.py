@@ -23,21 +23,35 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 @dataclass
 class Report:
-    """All results of a run, with the notes on backends that could not run here."""
+    """All results of a run, with the notes on backends that could not run here and the
+    warnings about what the run could not cover."""
 
     results: list[Result] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Result]:
+        """Wrong results (a formula, a constant, a sign, a dtype)."""
         return [r for r in self.results if r.status == "fail"]
 
     @property
+    def inaccurate(self) -> list[Result]:
+        """Right formulas that lose more digits than a correct implementation would."""
+        return [r for r in self.results if r.status == "inaccurate"]
+
+    @property
+    def skipped(self) -> list[Result]:
+        return [r for r in self.results if r.status == "skip"]
+
+    @property
     def ok(self) -> bool:
-        return not self.failures and bool(self.results)
+        """Something ran, and nothing failed or lost accuracy."""
+        return not self.failures and not self.inaccurate and any(r.status == "pass" for r in self.results)
 
     def summary(self) -> list[dict[str, Any]]:
-        """One row per (backend, op): counts and the worst errors seen."""
+        """One row per (backend, op): counts, and the worst error relative to the allowed error
+        per dtype (≤ 1 passes) next to the worst absolute error."""
         rows: dict[tuple[str, str], dict[str, Any]] = {}
         for r in self.results:
             row = rows.setdefault(
@@ -47,15 +61,21 @@ class Report:
                     "op": r.op,
                     "passed": 0,
                     "failed": 0,
+                    "inaccurate": 0,
                     "skipped": 0,
+                    "worst_ratio_float64": 0.0,
+                    "worst_ratio_float32": 0.0,
                     "max_abs_float64": 0.0,
                     "max_abs_float32": 0.0,
                 },
             )
-            row[{"pass": "passed", "fail": "failed", "skip": "skipped"}[r.status]] += 1
+            key = {"pass": "passed", "fail": "failed", "skip": "skipped", "inaccurate": "inaccurate"}[
+                r.status
+            ]
+            row[key] += 1
             if r.check in ("forward", "vjp") and r.dtype in FLOAT_DTYPES:
-                key = f"max_abs_{r.dtype}"
-                row[key] = max(row[key], r.max_abs)
+                row[f"max_abs_{r.dtype}"] = max(row[f"max_abs_{r.dtype}"], r.max_abs)
+                row[f"worst_ratio_{r.dtype}"] = max(row[f"worst_ratio_{r.dtype}"], r.ratio)
         return list(rows.values())
 
     def to_json(self) -> str:
@@ -63,6 +83,7 @@ class Report:
             {
                 "ok": self.ok,
                 "notes": self.notes,
+                "warnings": self.warnings,
                 "summary": self.summary(),
                 "results": [r.to_dict() for r in self.results],
             },

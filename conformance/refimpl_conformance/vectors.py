@@ -1,15 +1,16 @@
 """Portable golden test vectors (Wycheproof-style): export them, and check against them.
 
 ``refimpl export-vectors DIR`` writes, per op, ``DIR/<op>.json`` (schema
-``schema/vectors-1.json``, shipped with the package) and, when some array is large,
+``schema/vectors-2.json``, shipped with the package) and, when some array is large,
 ``DIR/<op>.npz`` beside it. An implementation in any language can then be checked without
 Python: read the inputs, run, compare with the expected outputs and VJPs within the
-group's tolerance; ``"result": "invalid"`` tests must be refused with an error.
+test's allowed errors; ``"result": "invalid"`` tests must be refused with an error.
 
 Arrays are stored as ``{"dtype", "shape", "data"}`` (row-major, JSON numbers that round-trip
 exactly; ``"nan"``, ``"inf"`` and ``"-inf"`` as strings) or, above ``INLINE_LIMIT``
-elements, as ``{"dtype", "shape", "npz": KEY}``. A test's own ``tolerance``, when present, overrides its
-group's.
+elements, as ``{"dtype", "shape", "npz": KEY}``. Each valid test carries ``allowed``: the
+largest error a correct implementation in the test's dtype may make, per element of every
+output and cotangent (see :mod:`refimpl_conformance._accuracy`).
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ import numpy as np
 import refimpl
 from refimpl import Backend, InputError
 
-from ._cases import OpCases, Tolerance, all_cases, cases_for
-from ._engine import FLOAT_DTYPES, Result, _cotangents_like, _run, _sample_rng, cast_floats, compare
+from ._cases import OpCases, all_cases, cases_for
+from ._engine import FLOAT_DTYPES, Result, _run, compare, expected_values
 from ._runner import DEFAULT_SEEDS, Report
 
 __all__ = ["SCHEMA", "STANDARD_FLAGS", "check_vectors", "export_vectors", "schema"]
 
-SCHEMA = "refimpl-vectors/1"
+SCHEMA = "refimpl-vectors/2"
 INLINE_LIMIT = 256
 
 STANDARD_FLAGS = {
@@ -43,7 +44,7 @@ STANDARD_FLAGS = {
 
 def schema() -> dict[str, Any]:
     """The JSON Schema the vector files follow."""
-    return json.loads((Path(__file__).parent / "schema" / "vectors-1.json").read_text())
+    return json.loads((Path(__file__).parent / "schema" / "vectors-2.json").read_text())
 
 
 # -- encoding -------------------------------------------------------------------------------
@@ -85,20 +86,14 @@ def _decode(entry: Any, arrays: Any) -> Any:
 
 
 # -- export ---------------------------------------------------------------------------------
+def _name(label: str) -> str:
+    """``"output 'y'"`` -> ``"y"``."""
+    return label.split("'")[1]
+
+
 def _test_for(op, cases: OpCases, sample, dtype: str, tc_id: int, store) -> dict[str, Any]:
-    args = cast_floats(sample.args, dtype)
-    kwargs = {
-        k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
-        for k, v in sample.kwargs.items()
-    }
-    bound = op.bind(args, kwargs)
-    reference = refimpl.backend("numpy")
-    ref_args = cast_floats(args, "float64")
-    ref_kwargs = {
-        k: (v.astype("float64") if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
-        for k, v in kwargs.items()
-    }
-    outputs, _ = _run(op, reference, ref_args, ref_kwargs)
+    expected = expected_values(op, cases, sample, dtype)
+    bound = op.bind(expected.args, expected.kwargs)
     prefix = f"tc{tc_id}"
     test: dict[str, Any] = {
         "tcId": tc_id,
@@ -112,45 +107,40 @@ def _test_for(op, cases: OpCases, sample, dtype: str, tc_id: int, store) -> dict
         "inputs": {},
         "params": {},
         "outputs": {},
+        "allowed": {"outputs": {}},
     }
     for name, value in bound.arguments.items():
         if isinstance(value, np.ndarray):
             test["inputs"][name] = _encode(value, f"{prefix}/inputs/{name}", store)
         else:
             test["params"][name] = _encode(value, f"{prefix}/params/{name}", store)
-    # expected values: the float64 reference on the rounded inputs, stored in the test's dtype;
-    # outputs defined only up to sign/rotation are stored as the quantities compared instead
-    named = dict(zip(op.outputs, outputs, strict=True))
-    if cases.compare_as is not None:
-        named = cases.compare_as(tuple(outputs), dict(op.bind(ref_args, ref_kwargs).arguments))
-    for name, out in named.items():
-        out = np.asarray(out)
+    # expected values: the float64 reference on the rounded inputs, stored in the test's dtype,
+    # with the allowed error per element (float64); outputs defined only up to sign/rotation
+    # are stored as the quantities compared instead
+    for label, out in expected.outputs.items():
+        name = _name(label)
         stored = out.astype(dtype) if out.dtype.kind == "f" else out
         test["outputs"][name] = _encode(stored, f"{prefix}/outputs/{name}", store)
+        if expected.allowed[label] is not None:
+            test["allowed"]["outputs"][name] = _encode(
+                expected.allowed[label], f"{prefix}/allowed/outputs/{name}", store
+            )
     if op.is_differentiable:
-        cotangents64 = _cotangents_like(outputs, _sample_rng(sample, "cotangent"))
-        cotangents = [c.astype(dtype) if c is not None else None for c in cotangents64]
-        _, grads = _run(
-            op,
-            reference,
-            ref_args,
-            ref_kwargs,
-            [c.astype("float64") if c is not None else None for c in cotangents],
-        )
         test["cotangents"] = {
             name: _encode(c, f"{prefix}/cotangents/{name}", store)
-            for name, c in zip(op.outputs, cotangents, strict=True)
+            for name, c in zip(op.outputs, expected.cotangents, strict=True)
             if c is not None
         }
-        test["vjp"] = {
-            name: _encode(np.asarray(g).astype(dtype), f"{prefix}/vjp/{name}", store)
-            for name, g in zip(op.differentiable, grads, strict=True)
-        }
+        test["vjp"] = {}
+        test["allowed"]["vjp"] = {}
+        for label, grad in expected.grads.items():
+            name = _name(label)
+            test["vjp"][name] = _encode(grad.astype(dtype), f"{prefix}/vjp/{name}", store)
+            test["allowed"]["vjp"][name] = _encode(
+                expected.allowed[label], f"{prefix}/allowed/vjp/{name}", store
+            )
     if sample.seed is not None:
         test["seed"] = sample.seed
-    if dtype in sample.tolerances:  # this sample's own tolerance (its comment says why)
-        own = sample.tolerances[dtype]
-        test["tolerance"] = {"rtol": own.rtol, "atol": own.atol}
     return test
 
 
@@ -177,15 +167,7 @@ def export_vectors(
                     continue
                 tc_id += 1
                 tests.append(_test_for(op, cases, sample, dtype, tc_id, store))
-            tol = cases.tolerance(dtype)
-            groups.append(
-                {
-                    "type": "valid",
-                    "dtype": dtype,
-                    "tolerance": {"rtol": tol.rtol, "atol": tol.atol},
-                    "tests": tests,
-                }
-            )
+            groups.append({"type": "valid", "dtype": dtype, "tests": tests})
         invalid = []
         for case in cases.errors():
             try:
@@ -224,9 +206,11 @@ def export_vectors(
             "outputs": list(op.outputs),
             "differentiable": list(op.differentiable),
             "compareAs": (cases.compare_as.__doc__ or "").strip() if cases.compare_as else None,
-            "comparison": "|actual - expected| <= atol*max(1, max|expected|) + rtol*|expected|, "
-            "elementwise, per output and per cotangent; expected values are the float64 "
-            "reference on the (rounded) inputs",
+            "comparison": "|actual - expected| <= allowed, elementwise, per output and per "
+            "cotangent (each test's 'allowed' arrays, float64); expected values are the float64 "
+            "reference on the (rounded) inputs, the allowed errors what a correct implementation "
+            "in the test's dtype may differ by on that input (its rounding, amplified by the "
+            "conditioning of the computation there)",
             "numberOfTests": tc_id,
             "notes": notes,
             "arrays": f"{op.name}.npz" if store else None,
@@ -281,7 +265,7 @@ def _check_one(op, backend: Backend, group, test, arrays) -> list[Result]:
         except Exception as error:  # refused, though not with a clear error
             return [Result(**base, check="error", status="pass", detail=f"{type(error).__name__}: {error}")]
         return [Result(**base, check="error", status="fail", detail="accepted input that must be refused")]
-    tol = Tolerance(**test.get("tolerance", group["tolerance"]))
+    allowed = test["allowed"]
     cotangents = None
     if op.is_differentiable:
         cotangents = [
@@ -312,25 +296,33 @@ def _check_one(op, backend: Backend, group, test, arrays) -> list[Result]:
         names_out, outputs = list(quantities), [np.asarray(q).astype(dtype) for q in quantities.values()]
     else:
         names_out = list(op.outputs)
-    for check, names, actual_values, expected in (
-        ("forward", names_out, outputs, test["outputs"]),
-        ("vjp", op.differentiable, grads or (), test.get("vjp", {})),
+    for check, names, actual_values, expected, limits in (
+        ("forward", names_out, outputs, test["outputs"], allowed["outputs"]),
+        ("vjp", op.differentiable, grads or (), test.get("vjp", {}), allowed.get("vjp", {})),
     ):
         if check == "vjp" and not op.is_differentiable:
             continue
-        ok, worst, why = True, 0.0, []
+        ok, worst, ratio, why = True, 0.0, 0.0, []
         for name, actual in zip(names, actual_values, strict=True):
             want = _decode(expected[name], arrays)
             if want.dtype.kind == "f" and np.asarray(actual).dtype != want.dtype:
                 ok = False
                 why.append(f"{name}: dtype {np.asarray(actual).dtype}, expected {want.dtype}")
                 continue
-            same, max_abs, _, reason = compare(actual, want, tol)
-            ok &= same
-            worst = max(worst, max_abs)
-            if not same:
-                why.append(f"{name}: {reason}")
+            limit = _decode(limits[name], arrays) if name in limits else np.zeros(want.shape)
+            found = compare(actual, want, limit)
+            ok &= found.ok
+            worst, ratio = max(worst, found.max_abs), max(ratio, found.ratio)
+            if not found.ok:
+                why.append(f"{name}: {found.why}")
         results.append(
-            Result(**base, check=check, status="pass" if ok else "fail", max_abs=worst, detail="; ".join(why))
+            Result(
+                **base,
+                check=check,
+                status="pass" if ok else "fail",
+                max_abs=worst,
+                detail="; ".join(why),
+                ratio=ratio,
+            )
         )
     return results

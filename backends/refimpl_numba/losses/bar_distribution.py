@@ -23,12 +23,6 @@ from .._vmath import exp, row_log_sum_exp
 _HALF_LOG_2_OVER_PI = 0.5 * math.log(2 / math.pi)
 
 
-@njit(cache=True, inline="always")
-def _row_lse(z, i):
-    m, log_total = row_log_sum_exp(z, i)
-    return m + log_total
-
-
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
     buckets = z.shape[1]
@@ -37,14 +31,15 @@ def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
     s_left = (float(borders[1]) - float(borders[0])) / HALF_NORMAL_MEDIAN
     s_right = (float(borders[buckets]) - float(borders[buckets - 1])) / HALF_NORMAL_MEDIAN
     for i in prange(z.shape[0]):
-        row_lse = _row_lse(z, i)
+        m, log_total = row_log_sum_exp(z, i)
         target = y[i]
         k = np.searchsorted(borders, target) - 1  # right-closed buckets (b_k, b_{k+1}]
         if target == borders[0]:
             k = 0
         if tails:
             k = min(max(k, 0), buckets - 1)
-        log_p_k = float(z[i, k]) - row_lse
+        # (z_k − m) − log Σ, never z_k − (m + log Σ): that would round at the size of the logits
+        log_p_k = (float(z[i, k]) - m) - log_total
         slope = 0.0
         if tails and k == 0:
             gap = b_second - float(target)
@@ -59,7 +54,8 @@ def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
         else:
             log_density = -math.log(float(borders[k + 1]) - float(borders[k]))
         loss[i] = -(log_p_k + log_density)
-        lse[i] = row_lse
+        lse[0, i] = m
+        lse[1, i] = log_total
         bucket[i] = k
         d_y[i] = slope
 
@@ -67,9 +63,9 @@ def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _nll_backward_rows(z, lse, bucket, weight, g_z):
     for i in prange(z.shape[0]):
-        w = weight[i]
+        w, m, log_total = weight[i], lse[0, i], lse[1, i]
         for j in range(z.shape[1]):
-            g_z[i, j] = w * exp(z[i, j] - lse[i])
+            g_z[i, j] = w * exp((z[i, j] - m) - log_total)
         g_z[i, bucket[i]] -= w
 
 
@@ -79,7 +75,7 @@ def _nll_forward(z, borders, y, reduction, tails):
     targets = np.ascontiguousarray(y, dtype=dtype).reshape(-1)
     count = rows.shape[0]
     per_row = np.empty(count, dtype=np.float64)
-    lse = np.empty(count, dtype=np.float64)
+    lse = np.empty((2, count), dtype=np.float64)  # per row: the max m and log Σ exp(z − m)
     bucket = np.empty(count, dtype=np.int64)
     d_y = np.empty(count, dtype=np.float64)
     _nll_rows(rows, np.ascontiguousarray(borders), targets, tails, per_row, lse, bucket, d_y)
@@ -119,26 +115,28 @@ def full_support_bar_distribution_nll_backward(residuals, g_loss):
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _mean_rows(z, means, lse, mean):
     for i in prange(z.shape[0]):
-        row_lse = _row_lse(z, i)
+        m, log_total = row_log_sum_exp(z, i)
         total = 0.0
         for j in range(z.shape[1]):
-            total += exp(z[i, j] - row_lse) * means[j]
-        lse[i] = row_lse
+            total += exp((z[i, j] - m) - log_total) * means[j]
+        lse[0, i] = m
+        lse[1, i] = log_total
         mean[i] = total
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _mean_backward_rows(z, means, lse, mean, g_mean, g_z):
     for i in prange(z.shape[0]):
+        m, log_total = lse[0, i], lse[1, i]
         for j in range(z.shape[1]):
-            g_z[i, j] = g_mean[i] * exp(z[i, j] - lse[i]) * (means[j] - mean[i])
+            g_z[i, j] = g_mean[i] * exp((z[i, j] - m) - log_total) * (means[j] - mean[i])
 
 
 def bar_distribution_mean_forward(z, borders, *, full_support=True):
     dtype = z.dtype
     rows = np.ascontiguousarray(z).reshape(-1, z.shape[-1])
     means = bucket_means(borders.astype(np.float64), full_support)
-    lse = np.empty(rows.shape[0], dtype=np.float64)
+    lse = np.empty((2, rows.shape[0]), dtype=np.float64)  # per row: m and log Σ exp(z − m)
     mean = np.empty(rows.shape[0], dtype=np.float64)
     _mean_rows(rows, means, lse, mean)
     return mean.astype(dtype).reshape(z.shape[:-1]), (rows, means, lse, mean, z.shape, dtype)

@@ -46,8 +46,12 @@ def _normalize_backward_rows(z_hat, norm, g_hat, g_z):
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _log_sum_exp_rows(u, shift, lse, loss):
-    """Row i of ``v_ij = u_ij − shift_j``: ``lse_i = log Σ_j exp(v_ij)`` (max-shifted, float64)
-    and the row loss ``lse_i − v_ii`` (the positive on the diagonal)."""
+    """Row i of ``v_ij = u_ij − shift_j``: ``lse[:, i] = (m_i, log Σ_j exp(v_ij − m_i))``
+    (max-shifted, float64) and the row loss ``log Σ_j exp(v_ij − m_i) − (v_ii − m_i)``.
+
+    The log-sum-exp stays split in two: ``m_i + log Σ`` would round at the size of the
+    scores (1/τ = 1000 and more), and a confident row's loss is far smaller than that.
+    """
     for i in prange(u.shape[0]):
         largest = -np.inf
         for j in range(u.shape[1]):
@@ -55,17 +59,18 @@ def _log_sum_exp_rows(u, shift, lse, loss):
         total = 0.0
         for j in range(u.shape[1]):
             total += exp(np.float64(u[i, j]) - shift[j] - largest)  # the max is subtracted: no overflow
-        lse[i] = largest + math.log(total)
-        loss[i] = lse[i] - (np.float64(u[i, i]) - shift[i])
+        lse[0, i] = largest
+        lse[1, i] = math.log(total)
+        loss[i] = lse[1, i] - ((np.float64(u[i, i]) - shift[i]) - largest)
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
 def _softmax_minus_identity_rows(u, shift, lse, w, g_u):
-    """``g_u[i, j] = w_i (softmax_j(v_i) − δ_ij)``, the softmax rebuilt from the saved lse."""
+    """``g_u[i, j] = w_i (softmax_j(v_i) − δ_ij)``, the softmax rebuilt from the saved (m, log Σ)."""
     for i in prange(u.shape[0]):
-        w_i, lse_i = w[i], lse[i]
+        w_i, largest, log_total = w[i], lse[0, i], lse[1, i]
         for j in range(u.shape[1]):
-            g_u[i, j] = w_i * exp(np.float64(u[i, j]) - shift[j] - lse_i)
+            g_u[i, j] = w_i * exp((np.float64(u[i, j]) - shift[j] - largest) - log_total)
         g_u[i, i] -= w_i
 
 
@@ -84,12 +89,12 @@ def cosine_infonce_forward(z, z_prime, *, temperature, alpha, eps=0.0, symmetric
     s *= s.dtype.type(1 / temperature)
     batch = s.shape[0]
     zero_shift = np.zeros(batch)
-    lse, rows = np.empty(batch), np.empty(batch)
+    lse, rows = np.empty((2, batch)), np.empty(batch)
     _log_sum_exp_rows(s, zero_shift, lse, rows)
     loss = rows.mean()
     lse_t = None
     if symmetric:
-        lse_t, rows_t = np.empty(batch), np.empty(batch)
+        lse_t, rows_t = np.empty((2, batch)), np.empty(batch)
         _log_sum_exp_rows(np.ascontiguousarray(s.T), zero_shift, lse_t, rows_t)
         loss = (loss + rows_t.mean()) / 2
     residuals = (z_hat, norm, z_prime_hat, norm_prime, s, lse, lse_t, temperature, alpha)
@@ -122,7 +127,7 @@ def sampled_softmax_logq_forward(scores, log_p, *, reduction="mean"):
     scores = np.ascontiguousarray(scores)
     shift = np.ascontiguousarray(log_p, dtype=np.float64)
     batch = scores.shape[0]
-    lse, rows = np.empty(batch), np.empty(batch)
+    lse, rows = np.empty((2, batch)), np.empty(batch)
     _log_sum_exp_rows(scores, shift, lse, rows)
     loss = reduce_rows(rows, reduction, scores.dtype)
     return loss, (scores, shift, lse, reduction)

@@ -16,7 +16,7 @@ import numpy as np
 
 import refimpl
 
-from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+from ..._cases import ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "TIES": "exactly equal gains (duplicated points, or far-apart points whose gains are all exactly 1): "
@@ -28,11 +28,6 @@ NOTES = {
     "ZERO_SIZE": "a selected duplicate of an earlier selected point represents nobody: weight 1 (the fix)",
     "IGNORED": "CRAIG's kernel gives s = 0 to the farthest pair: that point is ignored (cluster −1)",
     "SATURATED": "logits ±1e4: a softmax without the max shift overflows",
-}
-
-GREEDY_TOLERANCES = {
-    "float64": Tolerance(rtol=1e-12, atol=1e-13),  # gains: only the summation order may differ
-    "float32": Tolerance(rtol=2e-7, atol=1e-7),  # float64 gains rounded once to float32
 }
 
 
@@ -125,7 +120,6 @@ register(
         random=_similarity_random,
         edges=_similarity_edges,
         errors=_similarity_errors,
-        tolerances={"float64": Tolerance(rtol=1e-14, atol=1e-15)},
         notes=NOTES,
     )
 )
@@ -228,7 +222,6 @@ register(
         random=_greedy_random,
         edges=_greedy_edges,
         errors=_greedy_errors,
-        tolerances=GREEDY_TOLERANCES,
         notes=NOTES,
     )
 )
@@ -296,7 +289,6 @@ register(
         random=_weights_random,
         edges=_weights_edges,
         errors=_weights_errors,
-        tolerances=GREEDY_TOLERANCES,
         notes=NOTES,
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, Tolerance, register
+from ..._cases import ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "EXACT_DIRECTION": "q ∝ A⁻¹b: the loss is 0 and so is its gradient",
@@ -44,7 +44,6 @@ def _edges():
             "q ∝ A⁻¹b",
             (a, b, exact * np.array([[2.0], [-0.5]])),
             flags=("EXACT_DIRECTION",),
-            tolerances={"float32": Tolerance(rtol=2e-4, atol=1e-4)},
             comment="L is 0 up to rounding; float32 leaves a residual ~ cond(A)·eps",
         ),
         Sample("q scaled by 1e3", (a, b, rng.standard_normal((2, 4)) * 1e3), flags=("SCALE",)),
@@ -81,7 +80,6 @@ register(
         random=_random,
         edges=_edges,
         errors=_errors,
-        tolerances={"float32": Tolerance(rtol=1e-3, atol=1e-4)},
         notes=NOTES,
     )
 )
