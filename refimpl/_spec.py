@@ -158,7 +158,9 @@ def array_namespace(x: Any) -> Any:
 
 def _describe_value(value: Any) -> str:
     if hasattr(value, "shape") and hasattr(value, "dtype"):
-        return f"{array_library(value)} array of shape {tuple(value.shape)} and dtype {value.dtype}"
+        library = array_library(value)
+        kind = f"{library} array" if library in ("numpy", "cupy") else f"a {library}.{type(value).__name__}"
+        return f"{kind} of shape {tuple(value.shape)} and dtype {value.dtype}"
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) < 60 else text[:57] + '...'}"
 
@@ -189,6 +191,7 @@ def _check_scalar(name: str, spec: Scalar, value: Any) -> None:
 
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FRAMEWORK_ARRAYS = ("torch", "jax", "jaxlib", "tensorflow", "mlx")  # tensors of autograd frameworks
 
 
 def _check_tensor_dtype(name: str, spec: Tensor, value: Any) -> None:
@@ -284,6 +287,14 @@ def validate(
                 if spec.optional:
                     continue
                 raise ArgumentError(name, "an array", "None")
+            if array_library(value) in _FRAMEWORK_ARRAYS:
+                raise ArgumentError(
+                    name,
+                    "a NumPy (or CuPy) array: refimpl's ops compute on those; convert a tensor with "
+                    ".detach().cpu().numpy() (torch) or numpy.asarray (jax), or check a framework "
+                    "function against this op with refimpl_conformance.check(op, fn, framework=...)",
+                    _describe_value(value),
+                )
             if not (hasattr(value, "shape") and hasattr(value, "dtype")):
                 raise ArgumentError(
                     name,

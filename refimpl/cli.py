@@ -199,6 +199,7 @@ def _check_impl(args: argparse.Namespace, out: _Out):
             dtypes=args.dtype,
             argmap=args.argmap,
             no_grad=args.no_grad or (),
+            forward_only=args.forward_only,
             seeds=[args.seed] if args.seed is not None else None,
             sample_name=args.sample,
             dims=args.dims,
@@ -460,6 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=_parse_argmap,
         help="with --impl: the op's argument names to yours where they differ and cannot be matched "
         "by position, e.g. z_student=student_logits,T=temperature (NAME= : your function does not take it)",
+    )
+    check.add_argument(
+        "--forward-only",
+        action="store_true",
+        help="with --impl: your function has no backward; check its outputs only",
     )
     check.add_argument(
         "--no-grad",

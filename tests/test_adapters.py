@@ -323,3 +323,158 @@ def test_lion_with_the_algebraic_decay_form_rounds_differently_and_passes():
         return params - lr * (torch.sign(c) + weight_decay * params), beta2 * momentum + (1 - beta2) * grads
 
     assert assert_conforms("lion_step", algebraic, framework="torch").ok
+
+
+# -- natural signatures ------------------------------------------------------------------------
+def kd_loss(student_logits, teacher_logits, T):
+    K = student_logits.shape[-1]
+    log_q = torch.log_softmax(student_logits / T, dim=-1).reshape(-1, K)
+    log_p = torch.log_softmax(teacher_logits / T, dim=-1).reshape(-1, K)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean() * T * T
+
+
+def quantile_loss(target, preds, quantiles):
+    diff = target[..., None] - preds
+    return torch.maximum(quantiles * diff, (quantiles - 1) * diff).mean()
+
+
+def lora_forward(x, weight, lora_A, lora_B, bias, scaling):
+    y = x @ weight.T + scaling * (x @ lora_A.T) @ lora_B.T
+    return y if bias is None else y + bias
+
+
+def test_ports_with_their_own_argument_names_bind_without_argmap():
+    # op order: distillation_kl(z_student, z_teacher, *, temperature, ...), pinball_loss(y, q, tau),
+    # lora_linear(x, W, A, B, bias=None, *, scale): arrays and required arguments go by position
+    for op, fn in [
+        ("distillation_kl", kd_loss),
+        ("pinball_loss", quantile_loss),
+        ("lora_linear", lora_forward),
+    ]:
+        report = check(op, fn, framework="torch")
+        assert report.ok and not report.warnings, (op, [r.detail for r in report.failures][:2])
+
+
+def test_binding_is_by_name_first_then_by_position():
+    binding = rc.Binding(refimpl_get("lora_linear"), lora_forward, None)
+    assert binding.targets == {
+        "x": "x",
+        "W": "weight",
+        "A": "lora_A",
+        "B": "lora_B",
+        "bias": "bias",
+        "scale": "scaling",
+    }
+    assert binding.how["x"] == "name" and binding.how["W"] == "position"
+
+
+def test_options_the_function_lacks_are_passed_only_at_their_defaults_and_skipped_otherwise():
+    report = check("distillation_kl", kd_loss, framework="torch")
+    skipped = [r for r in report.results if r.status == "skip"]
+    reasons = {r.detail.split(";")[0] for r in skipped}
+    assert {"needs scale='none'", "needs form='cross_entropy'", "needs reduction='sum'"} <= reasons
+    assert all("kd_loss takes no" in r.detail for r in skipped)
+    # every sample that ran used the defaults the function implicitly has
+    ran = {r.sample for r in report.results if r.status == "pass"}
+    cases = rc.cases_for("distillation_kl")
+    for sample in [cases.random_sample(seed) for seed in range(60)] + list(cases.edges()):
+        if sample.name in ran:
+            assert sample.kwargs.get("scale", "T2") == "T2" and sample.kwargs.get("form", "kl") == "kl"
+
+
+def test_coverage_draws_until_five_supported_random_samples_per_dtype():
+    # the default configuration is a minority of distillation_kl's random draws
+    report = check(
+        "distillation_kl",
+        kd_loss,
+        framework="torch",
+        supports=lambda s: s.kwargs.get("reduction", "mean") == "mean",
+    )
+    for dtype in ("float64", "float32"):
+        ran = {
+            r.sample
+            for r in report.results
+            if r.dtype == dtype and r.status == "pass" and "seed=" in r.sample
+        }
+        assert len(ran) >= 5
+    assert not report.warnings
+
+
+def test_thin_coverage_is_a_warning_in_the_report_and_a_failure_in_assert_conforms():
+    report = check(
+        "pinball_loss",
+        quantile_loss,
+        framework="torch",
+        supports=lambda s: s.kwargs.get("reduction", "mean") == "mean" and s.args[1].shape[1] == 7,
+    )
+    assert report.warnings and "thin coverage of pinball_loss" in report.warnings[0]
+    assert "200 drawn" in report.warnings[0] and "supports=" in report.warnings[0]
+    with pytest.raises(AssertionError, match="thin coverage"):
+        assert_conforms(
+            "pinball_loss",
+            quantile_loss,
+            framework="torch",
+            supports=lambda s: s.args[1].shape[1] == 7,
+        )
+
+
+def test_a_signature_that_cannot_be_bound_fails_once_with_both_signatures_and_an_argmap():
+    def kd_two_args(student_logits, teacher_logits):
+        return kd_loss(student_logits, teacher_logits, 2.0)
+
+    report = check("distillation_kl", kd_two_args, framework="torch")
+    assert len(report.results) == 1 and report.results[0].check == "signature"
+    detail = report.results[0].detail
+    assert "kd_two_args(student_logits, teacher_logits)" in detail
+    assert "distillation_kl(z_student, z_teacher, *, temperature" in detail
+    assert "'temperature' has no parameter to go to" in detail
+    assert (
+        "argmap={'z_student': 'student_logits', 'z_teacher': 'teacher_logits', 'temperature': None}" in detail
+    )
+    with pytest.raises(AssertionError, match="signature"):
+        assert_conforms("distillation_kl", kd_two_args, framework="torch")
+
+
+def test_unknown_argmap_keys_and_targets_are_errors():
+    report = check("layer_norm", torch_layer_norm, framework="torch", argmap={"epsilon": "eps"})
+    assert (
+        report.failures
+        and "argmap names 'epsilon', which layer_norm does not take" in report.failures[0].detail
+    )
+    report = check("layer_norm", torch_layer_norm, framework="torch", argmap={"eps": "epsilon"})
+    assert report.failures and "has no parameter 'epsilon'" in report.failures[0].detail
+
+
+def test_argmap_still_renames_and_can_drop_an_option():
+    def norm(inputs, weight, bias, epsilon=1e-5):
+        return torch_layer_norm(inputs, weight, bias, epsilon)
+
+    report = assert_conforms("layer_norm", norm, framework="torch", argmap={"x": "inputs", "eps": "epsilon"})
+    assert report.ok
+    dropped = check(
+        "layer_norm",
+        lambda x, gamma, beta: torch_layer_norm(x, gamma, beta, 1e-5),
+        framework="torch",
+        argmap={"eps": None},
+    )
+    assert not dropped.failures and any("needs eps=" in r.detail for r in dropped.skipped)
+
+
+def test_a_forward_only_function_is_checked_on_its_outputs():
+    def forward(z):
+        s = np.maximum(z, 0) + 1 / (1 - np.minimum(z, 0))
+        return s / s.sum(-1, keepdims=True)
+
+    report = check("stablemax", forward, forward_only=True)
+    assert report.ok
+    assert all(
+        r.status == "skip" and r.detail == "forward only (declared)"
+        for r in report.results
+        if r.check == "vjp"
+    )
+
+
+def refimpl_get(name):
+    import refimpl
+
+    return refimpl.get(name)

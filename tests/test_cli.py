@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 import refimpl
 from refimpl import Backend, Impl
@@ -123,3 +124,75 @@ def test_pytest_plugin_runs_the_suite_for_a_chosen_backend(tmp_path):
             command + ["--collect-only"], cwd=tmp_path, capture_output=True, text=True, timeout=600
         ).stdout
     )
+
+
+# -- checking a user's implementation from the shell ------------------------------------------
+PORT = """
+import torch
+
+def kd_loss(student_logits, teacher_logits, T):
+    K = student_logits.shape[-1]
+    log_q = torch.log_softmax(student_logits / T, dim=-1).reshape(-1, K)
+    log_p = torch.log_softmax(teacher_logits / T, dim=-1).reshape(-1, K)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean() * T * T
+
+def kd_detached(student_logits, teacher_logits, T):
+    return kd_loss(student_logits, teacher_logits.detach(), T)
+
+def kd_renamed(student, teacher, temp=1.0):
+    return kd_loss(student, teacher, temp)
+
+def bad_layer_norm(x, gamma, beta, eps):
+    mu = x.mean(-1, keepdim=True)
+    return gamma * (x - mu) / (torch.sqrt(((x - mu) ** 2).mean(-1, keepdim=True)) + eps) + beta
+"""
+
+
+@pytest.fixture
+def port_dir(tmp_path, monkeypatch):
+    (tmp_path / "my_port.py").write_text(PORT)
+    monkeypatch.chdir(tmp_path)  # the current folder is on the import path, as with `python -m`
+    yield tmp_path
+    import sys
+
+    sys.modules.pop("my_port", None)
+
+
+def test_impl_from_the_current_folder_with_natural_names(port_dir, capsys):
+    assert (
+        main(["check", "--impl", "my_port:kd_loss", "--op", "distillation_kl", "--framework", "torch"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "err/allowed f64" in out and "failed" in out
+    assert "skipped" in out and "needs scale='none'; kd_loss takes no 'scale'" in out
+
+
+def test_impl_argmap_and_no_grad_flags(port_dir, capsys):
+    args = ["check", "--impl", "my_port:kd_renamed", "--op", "distillation_kl", "--framework", "torch"]
+    assert main([*args, "--argmap", "temperature=temp"]) == 0
+    capsys.readouterr()
+    detached = ["check", "--impl", "my_port:kd_detached", "--op", "distillation_kl", "--framework", "torch"]
+    assert main(detached) == 1
+    assert "no_grad=['z_teacher']" in capsys.readouterr().out
+    assert main([*detached, "--no-grad", "z_teacher"]) == 0
+
+
+def test_impl_errors_are_one_line(port_dir, capsys):
+    assert main(["check", "--impl", "no_such_module:f", "--op", "layer_norm", "--framework", "torch"]) == 2
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("refimpl: cannot import module 'no_such_module'") and "\n" not in out
+    assert main(["check", "--impl", "my_port:missing", "--op", "layer_norm", "--framework", "torch"]) == 2
+    out = capsys.readouterr().out.strip()
+    assert "module 'my_port' has no 'missing'; it defines" in out and "kd_loss" in out and "\n" not in out
+    assert main(["check", "--impl", "my_port:kd_loss", "--op", "layer_norm", "--argmap", "nope=x"]) == 1
+    assert "argmap names 'nope', which layer_norm does not take" in capsys.readouterr().out
+
+
+def test_impl_seed_narrows_the_run_to_that_draw_and_show_prints_cotangents(port_dir, capsys):
+    args = ["check", "--impl", "my_port:bad_layer_norm", "--op", "layer_norm", "--framework", "torch"]
+    assert main([*args, "--seed", "3", "--dtype", "float64", "--show"]) == 1
+    out = capsys.readouterr().out
+    assert "random[seed=3;" in out and "constant row" not in out  # that draw only, no edge cases
+    assert "cotangent of output 'y' (float64) = " in out
+    assert "reference cotangent of 'x' = " in out and "allowed error up to" in out
+    assert "repro: refimpl check --op layer_norm --impl my_port:bad_layer_norm --framework torch" in out

@@ -33,9 +33,11 @@ from ._engine import (
     repro_command,
 )
 from ._runner import Plan, Report, plan, run
-from .adapters import assert_conforms, check, wrap
+from .adapters import Binding, SignatureError, assert_conforms, check, wrap
 
 __all__ = [
+    "Binding",
+    "SignatureError",
     "ErrorCase",
     "OpCases",
     "Plan",

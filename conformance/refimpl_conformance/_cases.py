@@ -133,9 +133,23 @@ def standardized_rows(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=1, keepdims=True)) / np.maximum(x.std(axis=1, keepdims=True), 1e-3)
 
 
+def _require_reasons(cases: OpCases) -> None:
+    """Every explicit tolerance must say why the derived allowed error is not enough."""
+    overrides = [("the op", t) for t in cases.tolerances.values()]
+    overrides += [(f"sample {s.name!r}", t) for s in cases.edges() for t in s.tolerances.values()]
+    for where, tolerance in overrides:
+        if not tolerance.reason.strip():
+            raise TypeError(
+                f"conformance cases for {cases.op}: {where} widens the allowed error without a "
+                "reason; give Tolerance(..., reason=...) or drop it (the derived one follows the "
+                "conditioning of each sample)"
+            )
+
+
 def register(cases: OpCases) -> OpCases:
     if cases.op in _CASES:
         raise TypeError(f"conformance cases for {cases.op} are registered twice")
+    _require_reasons(cases)
     _CASES[cases.op] = cases
     return cases
 

@@ -159,7 +159,7 @@ def compare(actual: Any, expected: Any, allowed: Tolerance | np.ndarray) -> Comp
     diff = np.where(np.isnan(diff), np.inf, diff)
     finite_expected = np.where(np.isfinite(expected64), np.abs(expected64), 0.0)
     allowed = np.broadcast_to(np.asarray(allowed, dtype=np.float64), diff.shape)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         ratios = np.where(diff == 0, 0.0, diff / allowed)
         rel = diff / np.maximum(finite_expected, np.finfo(np.float64).tiny)
     ratios = np.where(np.isnan(ratios), np.inf, ratios)
@@ -339,6 +339,7 @@ def check_sample(
     dtype: str,
     *,
     no_grad: Collection[str] = (),
+    vjp: bool = True,
 ) -> list[Result]:
     """Compare ``backend`` with the reference (computed in float64) on one sample.
 
@@ -347,7 +348,8 @@ def check_sample(
     while the same implementation run in float64 on the same inputs does, is ``inaccurate``
     rather than wrong; so is a float64 result whose error comes from its own sensitivity to
     last-bit changes of the inputs. ``no_grad`` names differentiable inputs the
-    implementation treats as constants: their cotangents are not compared.
+    implementation treats as constants: their cotangents are not compared; ``vjp=False``
+    checks the forward alone (an implementation without a backward).
     """
     base = dict(op=op.name, backend=backend.name, dtype=dtype, sample=sample.name)
     repro = repro_command(op.name, backend.name, dtype, sample)
@@ -362,13 +364,13 @@ def check_sample(
         ]
     expected = expected_values(op, cases, sample, dtype)
     try:
-        actual = _evaluate(op, cases, backend, expected)
+        actual = _evaluate(op, cases, backend, expected, vjp)
     except Exception as error:  # report, don't crash the suite
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         return [Result(**base, check="forward", status="fail", detail=f"raised {detail}", repro=repro)]
-    results = _verdicts(op, base, repro, expected, actual, no_grad, backend)
+    results = _verdicts(op, base, repro, expected, actual, no_grad, backend, vjp)
     if any(r.status == "fail" for r in results):
-        results = _classify(op, cases, backend, sample, expected, actual, results, no_grad)
+        results = _classify(op, cases, backend, sample, expected, actual, results, no_grad, vjp)
     return results
 
 
@@ -376,9 +378,10 @@ def _why_not(sample: Sample) -> str:
     return sample.comment or "the sample's inputs do not exist in that dtype"
 
 
-def _evaluate(op: Op, cases: OpCases, backend: Backend, expected: Expected):
+def _evaluate(op: Op, cases: OpCases, backend: Backend, expected: Expected, vjp: bool = True):
     """The backend's (typed outputs, compared outputs, grads) on ``expected``'s inputs."""
-    outputs, grads = _run(op, backend, expected.args, expected.kwargs, expected.cotangents)
+    cotangents = expected.cotangents if vjp else None
+    outputs, grads = _run(op, backend, expected.args, expected.kwargs, cotangents)
     if cases.compare_as is not None:  # with every argument bound, defaults filled in
         compared = cases.compare_as(tuple(outputs), dict(op.bind(expected.args, expected.kwargs).arguments))
     else:
@@ -386,12 +389,12 @@ def _evaluate(op: Op, cases: OpCases, backend: Backend, expected: Expected):
     typed = {f"output '{n}'": o for n, o in zip(op.outputs, outputs, strict=True)}
     compared = {f"output '{n}'": o for n, o in compared.items()}
     named_grads = {}
-    if op.is_differentiable:
+    if op.is_differentiable and grads is not None:
         named_grads = {f"cotangent of '{n}'": g for n, g in zip(op.differentiable, grads, strict=True)}
     return typed, compared, named_grads
 
 
-def _verdicts(op, base, repro, expected: Expected, actual, no_grad, backend) -> list[Result]:
+def _verdicts(op, base, repro, expected: Expected, actual, no_grad, backend, vjp=True) -> list[Result]:
     typed, compared, grads = actual
     results = [
         _verdict(
@@ -406,7 +409,9 @@ def _verdicts(op, base, repro, expected: Expected, actual, no_grad, backend) -> 
             ],
         )
     ]
-    if op.is_differentiable:
+    if op.is_differentiable and not vjp:
+        results.append(Result(**base, check="vjp", status="skip", detail="forward only (declared)"))
+    elif op.is_differentiable:
         skipped = {f"cotangent of '{n}'" for n in no_grad}
         pairs = [
             (label, value, expected.grads[label], expected.allowed[label])
@@ -462,7 +467,7 @@ def _verdict(base, check, repro, dtype, typed, pairs) -> Result:
 PRECISION_RATIO = 1e3
 
 
-def _classify(op, cases, backend, sample, expected: Expected, actual, results, no_grad) -> list[Result]:
+def _classify(op, cases, backend, sample, expected: Expected, actual, results, no_grad, vjp) -> list[Result]:
     """Turn a failure into ``inaccurate`` when its error comes from rounding, not the formula.
 
     A wrong formula (a sign, a constant, a missing term) errs by the same amount in float32
@@ -484,12 +489,12 @@ def _classify(op, cases, backend, sample, expected: Expected, actual, results, n
         try:
             if expected.dtype != "float64":
                 verdict = _higher_precision_agrees(
-                    op, cases, backend, sample, expected, actual, no_grad, result.check, labels
+                    op, cases, backend, sample, expected, actual, no_grad, vjp, result.check, labels
                 )
             elif "float32" in sample.dtypes:
-                verdict = _lower_precision_grows(op, cases, backend, sample, expected, actual, labels)
+                verdict = _lower_precision_grows(op, cases, backend, sample, expected, actual, vjp, labels)
             else:
-                verdict = _unstable(op, cases, backend, sample, expected, actual, labels)
+                verdict = _unstable(op, cases, backend, sample, expected, actual, vjp, labels)
         except Exception:  # the implementation cannot run in the other precision: it stays a failure
             continue
         if verdict is not None:
@@ -548,7 +553,7 @@ def _worst_excess(
 
 
 def _higher_precision_agrees(
-    op, cases, backend, sample, expected: Expected, actual, no_grad, check, labels
+    op, cases, backend, sample, expected: Expected, actual, no_grad, vjp, check, labels
 ) -> str | None:
     args64 = cast_floats(expected.args, "float64")
     kwargs64 = _cast_kwargs(expected.kwargs, "float64")
@@ -556,9 +561,9 @@ def _higher_precision_agrees(
     higher = expected_values(
         op, cases, sample, "float64", args=args64, kwargs=kwargs64, cotangents=cotangents64
     )
-    rerun = _evaluate(op, cases, backend, higher)
+    rerun = _evaluate(op, cases, backend, higher, vjp)
     base = dict(op=op.name, backend=backend.name, dtype="float64", sample=sample.name)
-    verdicts = _verdicts(op, base, "", higher, rerun, no_grad, backend)
+    verdicts = _verdicts(op, base, "", higher, rerun, no_grad, backend, vjp)
     if all(r.status != "fail" for r in verdicts if r.check == check):
         return (
             "the same function run in float64 on the same inputs agrees with the reference: the "
@@ -577,13 +582,13 @@ def _higher_precision_agrees(
     return None
 
 
-def _lower_precision_grows(op, cases, backend, sample, expected: Expected, actual, labels) -> str | None:
+def _lower_precision_grows(op, cases, backend, sample, expected: Expected, actual, vjp, labels) -> str | None:
     worst = _worst_excess(expected, _errors(expected, actual, labels))
     if worst is None:
         return None
     label, index, error = worst
     lower = expected_values(op, cases, sample, "float32")
-    error32 = _errors(lower, _evaluate(op, cases, backend, lower), labels).get(label)
+    error32 = _errors(lower, _evaluate(op, cases, backend, lower, vjp), labels).get(label)
     if error32 is not None and np.isfinite(error32[index]) and error32[index] >= PRECISION_RATIO * error:
         return (
             f"in float32 the same function errs {error32[index] / error:.2g}x more there: the error "
@@ -592,7 +597,7 @@ def _lower_precision_grows(op, cases, backend, sample, expected: Expected, actua
     return None
 
 
-def _unstable(op, cases, backend, sample, expected: Expected, actual, labels) -> str | None:
+def _unstable(op, cases, backend, sample, expected: Expected, actual, vjp, labels) -> str | None:
     """Does the error jump about when the inputs move by a few ulps (an unstable formula's
     rounding), while the reference barely moves? A wrong formula's error is smooth in x."""
     worst = _worst_excess(expected, _errors(expected, actual, labels))
@@ -620,7 +625,7 @@ def _unstable(op, cases, backend, sample, expected: Expected, actual, labels) ->
         )
         if reference_move > 0.1 * error:
             return None  # the inputs moved too far to tell
-        new_error = _errors(moved, _evaluate(op, cases, backend, moved), labels)[label][index]
+        new_error = _errors(moved, _evaluate(op, cases, backend, moved, vjp), labels)[label][index]
         if abs(new_error - error) >= 0.25 * error:
             return (
                 f"moving the inputs by {ulps} ulps changes its error there from {error:.3g} to "

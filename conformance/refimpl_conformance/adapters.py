@@ -491,6 +491,7 @@ def check(
     dtypes: Sequence[str] = FLOAT_DTYPES,
     argmap: Mapping[str, str | None] | None = None,
     no_grad: Sequence[str] = (),
+    forward_only: bool = False,
     supports: Callable[[Sample], bool] | None = None,
     seeds: Sequence[int] | None = None,
     device: str | None = None,
@@ -507,7 +508,8 @@ def check(
     covers (e.g. ``lambda s: s.kwargs.get("reduction", "mean") == "mean"``); those it does not,
     and those that need an option ``fn`` does not take, are reported as skipped with the
     reason, never as passed. ``no_grad`` names inputs ``fn`` treats as constants: their
-    cotangents are not compared.
+    cotangents are not compared. ``forward_only=True`` checks the outputs alone (a function
+    with no backward, say scikit-learn's): the VJPs are reported as skipped.
 
     Random samples: with ``seeds=None`` (the default), seeds 0, 1, 2, ... are drawn until
     ``min_random`` supported samples have run in each dtype (at most ``MAX_DRAWS`` draws);
@@ -550,7 +552,9 @@ def check(
                     Result(op.name, backend.name, dtype, sample.name, "forward", "skip", detail=why)
                 )
                 continue
-            report.results.extend(check_sample(op, cases, backend, sample, dtype, no_grad=no_grad))
+            report.results.extend(
+                check_sample(op, cases, backend, sample, dtype, no_grad=no_grad, vjp=not forward_only)
+            )
             if sample.seed is not None and dtype in sample.dtypes:
                 ran[dtype] += 1
         if why is not None and sample.seed is not None:
