@@ -201,6 +201,7 @@ def _check_impl(args: argparse.Namespace, out: _Out):
             no_grad=args.no_grad or (),
             forward_only=args.forward_only,
             seeds=[args.seed] if args.seed is not None else None,
+            min_random=args.seeds,
             sample_name=args.sample,
             dims=args.dims,
             edges=args.seed is None,  # a repro by seed: that random sample only
@@ -424,7 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--backend", action="append", help="backend(s) to check (default: all installed)")
     check.add_argument("--op", action="append", help="op(s) to check (default: all with cases)")
     check.add_argument("--dtype", action="append", choices=["float64", "float32"], help="default: both")
-    check.add_argument("--seeds", type=int, default=5, help="random samples per op (default 5)")
+    check.add_argument(
+        "--seeds",
+        type=int,
+        default=5,
+        help="random samples per op (default 5; with --impl, the supported ones to run per dtype)",
+    )
     check.add_argument("--seed", type=int, help="only the random sample of this seed (a repro)")
     check.add_argument(
         "--dims",

@@ -174,7 +174,9 @@ def _nudge(value: Any, magnitude: Any, noise: _Noise) -> Any:
     if not (isinstance(value, np.ndarray | np.floating) and np.asarray(value).dtype.kind == "f"):
         return value
     array = np.asarray(value)
-    shift = noise.signs(array.shape) * noise.unit * np.abs(np.asarray(magnitude, dtype=np.float64))
+    size = np.abs(np.asarray(magnitude, dtype=np.float64))
+    size = np.where(np.isfinite(size), size, 0.0)  # ±inf (a mask, say) stays what it is
+    shift = noise.signs(array.shape) * noise.unit * size
     if isinstance(value, np.ndarray) and value.ndim > 0 and value.flags.writeable:
         with np.errstate(invalid="ignore", over="ignore"):
             value += shift.astype(value.dtype, copy=False)
@@ -298,7 +300,7 @@ def rounded_input(value: Any) -> Any:
     noise = _NOISE.get()
     if isinstance(value, Perturbed) and noise is not None:
         raw = value.view(np.ndarray)
-        raw += noise.signs(raw.shape) * noise.unit * np.abs(raw)
+        raw += noise.signs(raw.shape) * noise.unit * np.where(np.isfinite(raw), np.abs(raw), 0.0)
     return value
 
 

@@ -147,9 +147,9 @@ def _require_reasons(cases: OpCases) -> None:
 
 
 def register(cases: OpCases) -> OpCases:
+    _require_reasons(cases)
     if cases.op in _CASES:
         raise TypeError(f"conformance cases for {cases.op} are registered twice")
-    _require_reasons(cases)
     _CASES[cases.op] = cases
     return cases
 
