@@ -125,13 +125,19 @@ def unit_roundoff(dtype: str | np.dtype) -> float:
 
 
 class _Noise:
-    def __init__(self, unit: float, rng: np.random.Generator) -> None:
+    def __init__(self, unit: float, seed: int) -> None:
         self.unit = unit
-        self.rng = rng
+        self.rng = np.random.default_rng(seed)
 
-    def signs(self, shape: tuple[int, ...]) -> np.ndarray:
-        # uniform in [-1, 1], not ±1: two ±1 perturbations cancel exactly half the time
-        return self.rng.uniform(-1.0, 1.0, size=shape)
+    def rho(self, values: Any) -> np.ndarray:
+        """ρ uniform in [−1, 1), drawn anew for every element of every operation.
+
+        Independent draws, even for equal values: an implementation may compute two equal
+        quantities by different paths (a teacher's softmax from ``exp(log_softmax)``, a
+        student's inside the log-softmax backward), and their roundings differ. Uniform, not
+        ±1: two perturbations of ±1 cancel exactly half the time, and the spread would read 0.
+        """
+        return self.rng.uniform(-1.0, 1.0, size=np.shape(values))
 
 
 _NOISE: contextvars.ContextVar[_Noise | None] = contextvars.ContextVar("refimpl_noise", default=None)
@@ -139,7 +145,7 @@ _NOISE: contextvars.ContextVar[_Noise | None] = contextvars.ContextVar("refimpl_
 
 @contextlib.contextmanager
 def _noise(unit: float, seed: int) -> Iterator[None]:
-    token = _NOISE.set(_Noise(unit, np.random.default_rng(seed)))
+    token = _NOISE.set(_Noise(unit, seed))
     try:
         yield
     finally:
@@ -176,7 +182,8 @@ def _nudge(value: Any, magnitude: Any, noise: _Noise) -> Any:
     array = np.asarray(value)
     size = np.abs(np.asarray(magnitude, dtype=np.float64))
     size = np.where(np.isfinite(size), size, 0.0)  # ±inf (a mask, say) stays what it is
-    shift = noise.signs(array.shape) * noise.unit * size
+    shift = noise.rho(np.broadcast_to(array, np.broadcast_shapes(array.shape, size.shape)))
+    shift = shift * noise.unit * size
     if isinstance(value, np.ndarray) and value.ndim > 0 and value.flags.writeable:
         with np.errstate(invalid="ignore", over="ignore"):
             value += shift.astype(value.dtype, copy=False)
@@ -208,17 +215,9 @@ class Perturbed(np.ndarray):
             kwargs["out"] = tuple(_raw(o) for o in out)
         if noise is not None and ufunc.signature is not None and name not in _PRODUCTS:
             raw_inputs = [_backward_error(x, ufunc.signature, noise) for x in raw_inputs]
-        elif noise is not None and name in _SUMS and method == "__call__":
-            # a computed operand of a sum or difference carries a rounding at its own size,
-            # which the cancellation exposes whichever stable formula computed it; an input
-            # (or an exact selection from inputs) is exact, and so is its difference
-            raw_inputs = [
-                _nudge(np.array(raw, dtype=np.float64), raw, noise)
-                if _is_array(raw) and _computed(x)
-                else raw
-                for x, raw in zip(inputs, raw_inputs, strict=True)
-            ]
         result = getattr(ufunc, method)(*raw_inputs, **kwargs)
+        if noise is not None and name in _SUMS and method == "__call__":
+            result = _operand_roundings(name, inputs, raw_inputs, result, noise)
         if noise is not None and name not in _EXACT and method != "at":
             result = _perturb(ufunc, method, raw_inputs, kwargs, result, noise)
         elif noise is not None and method == "at" and name not in _EXACT:
@@ -253,12 +252,37 @@ class Perturbed(np.ndarray):
         return _wrap(result, computed)
 
 
+def _operand_roundings(
+    name: str, inputs: Sequence[Any], raw: Sequence[Any], result: Any, noise: _Noise
+) -> Any:
+    """``a ± b`` moved by ``ρu·|a|`` for a computed ``a`` (and the same for ``b``).
+
+    A computed operand carries a rounding at its own size, which the cancellation exposes
+    whichever stable formula computed it (``(m + log Σ) − z_y``); an input, or an exact
+    selection from inputs, is exact, and so is its difference. Where the two operands cancel
+    exactly (``max(d) − d`` at the maximum) they are the same number in any implementation:
+    the result stays exactly 0 there.
+    """
+    if len(raw) != 2 or not isinstance(result, np.ndarray | np.floating):
+        return result
+    a, b = (np.asarray(v, dtype=np.float64) if isinstance(v, np.ndarray | np.floating) else v for v in raw)
+    size = 0.0
+    for operand, original in zip((a, b), inputs, strict=True):
+        if isinstance(operand, np.ndarray) and _computed(original):
+            size = size + np.where(np.isfinite(operand), np.abs(operand), 0.0)
+    if np.isscalar(size) and size == 0.0:
+        return result
+    with np.errstate(invalid="ignore"):
+        cancels = (a == b) if name == "subtract" else (a == -b)
+    return _nudge(result, np.where(cancels, 0.0, size), noise)
+
+
 def _backward_error(x: Any, signature: str, noise: _Noise) -> Any:
     """A factorization's input moved by ρ·u·max|A| per element (a stable algorithm's backward error)."""
     if not (isinstance(x, np.ndarray) and x.dtype.kind == "f" and x.ndim >= 2 and x.size):
         return x
     scale = np.max(np.abs(x), axis=(-2, -1), keepdims=True)
-    return x + noise.signs(x.shape) * noise.unit * scale
+    return x + noise.rho(x) * noise.unit * scale
 
 
 def _perturb(ufunc: np.ufunc, method: str, inputs: Sequence[Any], kwargs: dict, result: Any, noise: _Noise):
@@ -300,7 +324,8 @@ def rounded_input(value: Any) -> Any:
     noise = _NOISE.get()
     if isinstance(value, Perturbed) and noise is not None:
         raw = value.view(np.ndarray)
-        raw += noise.signs(raw.shape) * noise.unit * np.where(np.isfinite(raw), np.abs(raw), 0.0)
+        size = np.where(np.isfinite(raw), np.abs(raw), 0.0)
+        raw += noise.rho(raw) * noise.unit * size
     return value
 
 
