@@ -389,11 +389,28 @@ def rounding_errors(
                 outputs, grads = evaluate(given)
             except Exception:  # a perturbation pushed an ill-posed step over an edge: no estimate
                 continue
-        perturbed_runs.append((_plain(list(outputs)), _plain(list(grads))))
+        outputs = _plain(list(outputs))
+        if not _same_discrete_outputs(clean[0], outputs):
+            continue  # another branch (a flipped tie): integer outputs are compared exactly
+        perturbed_runs.append((outputs, _plain(list(grads))))
     scale = target / unit
     out_spread = [scale * e for e in _spread(clean[0], [r[0] for r in perturbed_runs])]
     grad_spread = [scale * e for e in _spread(clean[1], [r[1] for r in perturbed_runs])]
     return out_spread, grad_spread
+
+
+def _same_discrete_outputs(clean: Sequence[np.ndarray], run: Sequence[np.ndarray]) -> bool:
+    """Whether a perturbed run's integer (and boolean) outputs equal the clean run's.
+
+    They are compared exactly with an implementation's, so a run that changes them took a
+    branch (an assignment, a selection) that no passing implementation can take, and its
+    float outputs say nothing about the rounding on the branch that counts.
+    """
+    for reference, value in zip(clean, run, strict=True):
+        reference = np.asarray(reference)
+        if reference.dtype.kind not in "fc" and not np.array_equal(reference, np.asarray(value)):
+            return False
+    return True
 
 
 def allowed_error(expected: np.ndarray, spread: np.ndarray, dtype: str, safety: float = SAFETY) -> np.ndarray:
