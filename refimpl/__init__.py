@@ -14,6 +14,7 @@ hand-derived backward. Quick tour::
 from __future__ import annotations
 
 from . import adapters, data_selection, layers, losses, merging, optim, regularizers, reweighting
+from ._deviations import Deviation, Example, deviations, known_deviation
 from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
 from ._op import (
     Backend,
@@ -32,6 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
+    "Deviation",
+    "Example",
     "Impl",
     "InputError",
     "NotDifferentiableError",
@@ -42,9 +45,11 @@ __all__ = [
     "UnsupportedOpError",
     "adapters",
     "data_selection",
+    "deviations",
     "backend",
     "backends",
     "get",
+    "known_deviation",
     "layers",
     "losses",
     "merging",

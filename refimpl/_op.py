@@ -135,6 +135,13 @@ class Op:
         return tuple(n for n, s in self.specs.items() if isinstance(s, Scalar))
 
     @property
+    def deviations(self) -> list[Any]:
+        """The known deviations of this op's official code (:mod:`refimpl._deviations`)."""
+        from ._deviations import deviations
+
+        return deviations(self)
+
+    @property
     def source_file(self) -> str:
         return inspect.getsourcefile(self.forward) or "?"
 

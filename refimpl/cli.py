@@ -108,6 +108,34 @@ def cmd_show(args: argparse.Namespace, out: _Out) -> int:
     out.print(f"backends:       {', '.join(b.name for b in backends if b.supports(op))}")
     out.print("")
     out.print(inspect.cleandoc(op.__doc__ or ""))
+    if op.deviations:
+        out.print("")
+        out.print(f"Known deviations of official code ({len(op.deviations)}):", style="bold")
+        for deviation in op.deviations:
+            out.print(f"* {deviation.name} [{deviation.kind}] — {deviation.source}")
+            out.print(f"    official: {deviation.official}")
+            out.print(f"    paper:    {deviation.paper}")
+            if deviation.flag:
+                out.print(f"    refimpl reproduces it with {deviation.flag_text()}")
+            if deviation.example is not None:
+                example = deviation.example
+                out.print(
+                    f"    example:  official {dict(example.official)}, refimpl {dict(example.reference)}"
+                )
+    return 0
+
+
+def cmd_deviations(args: argparse.Namespace, out: _Out) -> int:
+    records = [d for name in (args.op or [None]) for d in refimpl.deviations(name)]
+    if args.json:
+        Path(args.json).write_text(json.dumps([d.to_dict() for d in records], indent=1))
+        out.print(f"{len(records)} deviations written to {args.json}")
+    rows = [[d.op, d.name, d.kind, d.flag_text() or "-", d.source, d.official] for d in records]
+    out.table(
+        f"{len(records)} known deviations of official code (`refimpl show OP`: the paper's side, an example)",
+        ["op", "deviation", "kind", "flag", "source", "official code"],
+        rows,
+    )
     return 0
 
 
@@ -208,6 +236,7 @@ def _check_impl(args: argparse.Namespace, out: _Out):
         )
         report.results.extend(part.results)
         report.warnings.extend(part.warnings)
+        report.recognized.extend(part.recognized)
     return report
 
 
@@ -297,6 +326,10 @@ def _print_report(args: argparse.Namespace, out: _Out, report) -> int:
         out.print(f"skipped {len(ops)}: {why} ({shown})")
     for warning in report.warnings:
         out.print(f"WARNING {warning}", style="yellow")
+    for name in report.recognized:
+        out.print(
+            f"KNOWN DEVIATION reproduced: {name} (`refimpl deviations` and `refimpl show OP` describe it)"
+        )
     for failure in [*report.failures, *report.inaccurate]:
         word = "FAIL" if failure.status == "fail" else "INACCURATE"
         out.print(
@@ -420,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="an op's paper, math, derivation, signature and source")
     show.add_argument("op")
     show.set_defaults(run=cmd_show)
+
+    deviations = sub.add_parser("deviations", help="known deviations of the papers' official code")
+    deviations.add_argument("--op", action="append", help="only this op's (repeatable)")
+    deviations.add_argument("--json", help="also write them, with their examples, to this JSON file")
+    deviations.set_defaults(run=cmd_deviations)
 
     check = sub.add_parser("check", help="conformance of the reference and the installed backends")
     check.add_argument("--backend", action="append", help="backend(s) to check (default: all installed)")

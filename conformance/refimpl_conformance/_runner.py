@@ -29,6 +29,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    recognized: list[str] = field(default_factory=list)  # known deviations the failures reproduce
 
     @property
     def failures(self) -> list[Result]:
@@ -84,6 +85,7 @@ class Report:
                 "ok": self.ok,
                 "notes": self.notes,
                 "warnings": self.warnings,
+                "recognized": self.recognized,
                 "summary": self.summary(),
                 "results": [r.to_dict() for r in self.results],
             },

@@ -543,6 +543,7 @@ def check(
 
     ran = {dtype: 0 for dtype in dtypes}
     reasons: dict[str, int] = {}
+    failing: list[tuple[Sample, str, list[Result]]] = []
 
     def run_sample(sample: Sample) -> None:
         why = skipped(sample)
@@ -552,9 +553,10 @@ def check(
                     Result(op.name, backend.name, dtype, sample.name, "forward", "skip", detail=why)
                 )
                 continue
-            report.results.extend(
-                check_sample(op, cases, backend, sample, dtype, no_grad=no_grad, vjp=not forward_only)
-            )
+            results = check_sample(op, cases, backend, sample, dtype, no_grad=no_grad, vjp=not forward_only)
+            report.results.extend(results)
+            if any(r.status == "fail" for r in results):
+                failing.append((sample, dtype, [r for r in results if r.status == "fail"]))
             if sample.seed is not None and dtype in sample.dtypes:
                 ran[dtype] += 1
         if why is not None and sample.seed is not None:
@@ -585,9 +587,29 @@ def check(
                 + (f"; skipped: {why}" if why else "")
                 + ")"
             )
+    if failing and op.deviations:
+        _recognize(op, cases, backend, failing, report, no_grad, not forward_only)
     if errors:
         report.results.extend(check_errors(op, backend, cases.errors()))
     return report
+
+
+def _recognize(op, cases, backend, failing, report: Report, no_grad, vjp: bool) -> None:
+    """Say which known deviation of official code the failures reproduce, if one does."""
+    from .deviations import recognize
+
+    found = recognize(
+        op, cases, backend, [(sample, dtype) for sample, dtype, _ in failing], no_grad=no_grad, vjp=vjp
+    )
+    for deviation, advice in found:
+        report.recognized.append(deviation.name)
+        note = (
+            f"known deviation: matches {deviation.source} ('{deviation.name}': {deviation.official}); "
+            f"{advice}. "
+        )
+        for _, _, results in failing:
+            for result in results:
+                result.detail = note + result.detail
 
 
 def assert_conforms(op: str | Op, fn: Callable[..., Any], **options: Any) -> Report:
@@ -602,6 +624,7 @@ def assert_conforms(op: str | Op, fn: Callable[..., Any], **options: Any) -> Rep
             for r in problems
         ]
         lines += [f"warning: {w}" for w in report.warnings]
+        lines += [f"known deviation of official code reproduced: {name}" for name in report.recognized]
         raise AssertionError(
             f"{len(problems)} of {len(report.results)} checks of {refimpl.get(op).name} did not pass"
             + (f", {len(report.warnings)} warning(s)" if report.warnings else "")

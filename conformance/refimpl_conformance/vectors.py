@@ -26,7 +26,7 @@ import numpy as np
 import refimpl
 from refimpl import Backend, InputError
 
-from ._cases import OpCases, all_cases, cases_for
+from ._cases import OpCases, Sample, all_cases, cases_for
 from ._engine import FLOAT_DTYPES, Result, _run, compare, expected_values
 from ._runner import DEFAULT_SEEDS, Report
 
@@ -39,6 +39,8 @@ STANDARD_FLAGS = {
     "RANDOM": "a random sample inside the domain (its seed rebuilds it with refimpl_conformance)",
     "DTYPE_FLOAT32": "float32 inputs: outputs and gradients must stay float32 (no silent promotion)",
     "INVALID_INPUT": "input outside the contract: an implementation must refuse it with an error",
+    "OFFICIAL_VARIANT": "an official-code variant refimpl reproduces behind a flag (its known deviation "
+    "is named in the comment; `refimpl deviations` lists them)",
 }
 
 
@@ -144,6 +146,24 @@ def _test_for(op, cases: OpCases, sample, dtype: str, tc_id: int, store) -> dict
     return test
 
 
+def _variant_samples(op) -> list[Sample]:
+    """The minimal examples of the op's official-code variants (known deviations refimpl
+    reproduces behind a flag), with the flag set: the vectors carry the variants too."""
+    samples = []
+    for deviation in op.deviations:
+        if deviation.flag and deviation.example is not None:
+            samples.append(
+                Sample(
+                    f"official variant '{deviation.name}' ({deviation.flag_text()})",
+                    tuple(deviation.example.args),
+                    {**deviation.example.kwargs, **deviation.flag},
+                    flags=("OFFICIAL_VARIANT",),
+                    comment=f"{deviation.source}: {deviation.official}",
+                )
+            )
+    return samples
+
+
 def export_vectors(
     directory: str | Path,
     ops: Iterable[str] | None = None,
@@ -159,7 +179,7 @@ def export_vectors(
         store: dict[str, np.ndarray] = {}
         groups = []
         tc_id = 0
-        samples = cases.samples(seeds)
+        samples = cases.samples(seeds) + _variant_samples(op)
         for dtype in FLOAT_DTYPES:
             tests = []
             for sample in samples:

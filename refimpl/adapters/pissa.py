@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._deviations import Example, known_deviation
 from .._op import defop
 from .._papers import PISSA
 from .._spec import ArgumentError, Float, Integer, Real
@@ -118,3 +119,20 @@ def pissa_init(W, r, *, scale=1.0):
     B = V_r * root_S
     W_res = W - scale * (B @ A)
     return (A, B, W_res), None
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+known_deviation(
+    pissa_init,
+    name="peft-pissa-float32-only",
+    source="huggingface/peft 0.21, peft/tuners/lora/layer.py, LoraLayer.pissa_init",
+    official="refuses a float64 weight (TypeError: 'Please initialize PiSSA under float32, float16, or "
+    "bfloat16') and runs the SVD in float32 for float16/bfloat16 weights too",
+    paper="the SVD of W in its own precision; refimpl computes float64 weights in float64",
+    example=Example(
+        args=(np.array([[3.0, 1.0], [1.0, 2.0]]), 1),
+        official={"raises": "TypeError"},
+        reference={},
+    ),
+    convention=True,
+)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deviations import Example, known_deviation
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Flag, Float, Int, Integer, array_namespace
 
@@ -41,6 +42,7 @@ KERNELS = ("submodlib_euclidean", "craig_max_minus_distance")
 """
 GREEDY_KERNELS = (*KERNELS, "precomputed")
 DEFAULT_BLOCK_SIZE = 1024
+TIE_BREAKS = ("lowest", "highest")  # which of bitwise-equal gains the greedy picks
 """Rows of similarity held at a time. Peak extra memory of the greedy and the weights is about
 ``3·block_size·n_c·8`` bytes (n_c the largest class), never ``n²`` (nor ``n_c²`` unless
 ``block_size >= n_c``, when one block is the whole class matrix and is computed once)."""
@@ -264,8 +266,20 @@ def _check_greedy(arguments: Mapping[str, Any]) -> None:
         )
 
 
+def _first_max(values: np.ndarray, tie_break: str) -> int:
+    """The index of the largest value; equal values go to the lowest index, or the highest."""
+    if tie_break == "lowest":
+        return int(np.argmax(values))
+    return int(values.shape[0] - 1 - np.argmax(values[::-1]))
+
+
 def _greedy_one_class(
-    rows: Callable[[np.ndarray], np.ndarray], n: int, budget: int, lazy: bool, block_size: int
+    rows: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    budget: int,
+    lazy: bool,
+    block_size: int,
+    tie_break: str = "lowest",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Greedy facility location on one class: local indices in selection order and their gains."""
     coverage = np.zeros(n)  # c_i = max(0, max_{j∈S} s_ij); F(∅) = 0
@@ -292,7 +306,7 @@ def _greedy_one_class(
     for step in range(budget):
         if lazy:
             while True:
-                j = int(np.argmax(bound))  # largest bound, ties: lowest index
+                j = _first_max(bound, tie_break)  # largest bound, ties: the tie rule
                 if fresh_at[j] == step:
                     break  # exact and >= every other bound >= every other gain: the greedy's choice
                 bound[j] = gains(np.array([j]))[0]
@@ -302,7 +316,7 @@ def _greedy_one_class(
         else:
             current = all_gains()
             current[chosen[:step]] = -np.inf  # selected points are not candidates again
-            j = int(np.argmax(current))  # ties: lowest index
+            j = _first_max(current, tie_break)
             gain = current[j]
         chosen[step], chosen_gains[step] = j, gain
         np.maximum(coverage, rows(np.array([j]))[0], out=coverage)
@@ -319,12 +333,20 @@ def _greedy_one_class(
         "kernel": Choice(*GREEDY_KERNELS),
         "lazy": Flag(),
         "block_size": Integer(1),
+        "tie_break": Choice(*TIE_BREAKS),
     },
     outputs=("indices", "gains"),
     check=_check_greedy,
 )
 def facility_location_greedy(
-    g, y, budgets, *, kernel="submodlib_euclidean", lazy=True, block_size=DEFAULT_BLOCK_SIZE
+    g,
+    y,
+    budgets,
+    *,
+    kernel="submodlib_euclidean",
+    lazy=True,
+    block_size=DEFAULT_BLOCK_SIZE,
+    tie_break="lowest",
 ):
     r"""Per-class greedy maximization of the facility-location function (CRAIG's coreset).
 
@@ -360,9 +382,10 @@ def facility_location_greedy(
     Computed in float64 whatever the input dtype: the selection is discrete and a near tie
     must not flip with the input rounding; the gains are returned in the dtype of g.
 
-    Differences from the official code: submodlib refuses ``k_c ≥ |V_c|`` (here ``k_c = |V_c|``
-    selects the whole class) and breaks ties in its own way (its lazy greedy's priority
-    queue orders equal gains by index); the official kernel is computed in float32.
+    Differences from the official code (``refimpl deviations --op facility_location_greedy``):
+    submodlib refuses ``k_c ≥ |V_c|`` (here ``k_c = |V_c|`` selects the whole class) and breaks
+    equal gains toward the highest index (``tie_break="highest"`` reproduces it); the
+    official kernel is computed in float32.
 
     Args:
         g: proxies (n, d) (``craig_gradient_proxy``); with ``kernel="precomputed"`` the
@@ -373,6 +396,9 @@ def facility_location_greedy(
             (max over the class's pairs), or "precomputed".
         lazy: lazy greedy (default True, the official ``optimizer="LazyGreedy"``) or plain.
         block_size: candidate rows of similarity held at a time (default 1024).
+        tie_break: which of bitwise-equal gains wins: "lowest" index (default, the catalog's
+            rule) or "highest" (submodlib's priority queue, and CRAIG's own heap of
+            ``(gain, index)`` tuples; exact ties are common: two mutually nearest points).
 
     Returns:
         indices: (Σ_c k_c,) int64 indices into the n points, class 0's selection first, each
@@ -399,7 +425,7 @@ def facility_location_greedy(
             continue
         class_g = g[np.ix_(points, points)] if kernel == "precomputed" else g[points]
         rows = _facility_rows(class_g, kernel, block_size)
-        local, gains = _greedy_one_class(rows, points.shape[0], k, lazy, block_size)
+        local, gains = _greedy_one_class(rows, points.shape[0], k, lazy, block_size, tie_break)
         chosen.append(points[local])
         chosen_gains.append(gains)
     indices = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
@@ -615,3 +641,88 @@ def class_budget_split(counts, decrement_order, *, budget, equal_num=True):
             budgets[c] -= 1
             surplus -= 1
     return budgets, None
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+known_deviation(
+    facility_location_greedy,
+    name="craig-lazy-greedy-index-0",
+    source="baharanm/craig, lazy_greedy.py, FacilityLocation.inc (used by lazy_greedy_heap)",
+    official="tests `if not ndx`, which is true for index 0: once one point is selected, point 0's "
+    "gain is log 2 whatever it covers (the others' gains are normalized to [0, 1]), so it is picked "
+    "too early",
+    paper="the facility-location gain ΔF(j|S) of every candidate, index 0 included",
+    example=Example(
+        args=(
+            np.array([[20.0], [0.0], [0.1], [0.2], [9.0], [9.1], [9.2]]),
+            np.zeros(7, dtype=np.int64),
+            np.array([3]),
+        ),
+        kwargs={"kernel": "craig_max_minus_distance"},
+        official={"indices": [4, 0, 2]},
+        reference={"indices": [4, 2, 0]},
+    ),
+)
+known_deviation(
+    facility_location_greedy,
+    name="submodlib-ties-highest-index",
+    source="decile-team/submodlib, FacilityLocationFunction.maximize(optimizer='LazyGreedy') "
+    "(the official run of tianyu139/data-efficient-augmentation); CRAIG's own heap of (gain, index) "
+    "tuples does the same",
+    official="breaks bitwise-equal gains toward the highest index (exact ties are common: two mutually "
+    "nearest points have equal gains)",
+    paper="no tie rule; refimpl takes the lowest index",
+    flag={"tie_break": "highest"},
+    example=Example(
+        args=(np.array([[0.0], [0.0], [5.0], [5.0]]), np.zeros(4, dtype=np.int64), np.array([2])),
+        official={"indices": [3, 1]},
+        reference={"indices": [0, 2]},
+    ),
+)
+known_deviation(
+    coreset_cluster_weights,
+    name="craig-cluster-ids-collide",
+    source="tianyu139/data-efficient-augmentation, utils/craig.py, faciliy_location_order",
+    official="offsets class c's cluster ids by c·k_c, its OWN budget: with per-class budgets that differ "
+    "the ids of different classes collide",
+    paper="one id per selected point: its position in the selection (class c's ids start at Σ_{c'<c} k_c')",
+    example=Example(
+        args=(
+            np.array([[0.0], [1.0], [10.0], [11.0], [20.0], [21.0]]),
+            np.array([0, 0, 1, 1, 2, 2]),
+            np.array([0, 1, 2, 4]),
+        ),
+        official={"clusters": [0, 1, 1, 1, 2, 2]},
+        reference={"clusters": [0, 1, 2, 2, 3, 3]},
+        note="budgets [2, 1, 1]: class 1's facility gets id 0 + 1·1 = 1, class 0's second facility's id",
+    ),
+)
+known_deviation(
+    class_budget_split,
+    name="craig-equal-split-above-class-size",
+    source="tianyu139/data-efficient-augmentation, utils/craig.py, get_orders_and_weights(equal_num=True)",
+    official="gives a minority class the full ⌈B/C⌉ although it has fewer points (and still hands its "
+    "deficit to the other classes): a budget above the class size",
+    paper="at most the class size per class; refimpl caps each budget at n_c",
+    example=Example(
+        args=(np.array([50, 50, 3]), np.array([0, 1, 2])),
+        kwargs={"budget": 30},
+        official={"budgets": [17, 17, 10]},
+        reference={"budgets": [17, 17, 3]},
+    ),
+)
+known_deviation(
+    class_budget_split,
+    name="craig-proportional-split-float-ceiling",
+    source="tianyu139/data-efficient-augmentation, utils/craig.py, get_orders_and_weights(equal_num=False)",
+    official="computes ⌈n_c/N·B⌉ in floating point: 7/100·100 = 7.000000000000001 rounds up to 8, and the "
+    "random decrement that restores the total may then take a point from another class",
+    paper="⌈n_c·B/N⌉ in integers (exact), then the decrements",
+    example=Example(
+        args=(np.array([7, 93]), np.array([1, 0])),
+        kwargs={"budget": 100, "equal_num": False},
+        official={"budgets": [8, 92]},
+        reference={"budgets": [7, 93]},
+        note="the decrement order [1, 0] stands for the official np.random.randint draw",
+    ),
+)

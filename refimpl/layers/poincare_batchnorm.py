@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deviations import Example, known_deviation
 from .._op import defop
 from .._papers import POINCARE_RESNET
 from .._spec import ArgumentError, Float, Real, array_namespace
@@ -211,7 +212,9 @@ def poincare_batch_norm(x, gamma, beta, *, c=1.0):
     maxvanspengler/poincare-resnet (``models/nn/modules/batchnorm.py``,
     ``PoincareBatchNorm.forward`` with ``use_midpoint=True``, the setting of its ResNets),
     and identical in the authors' library maxvanspengler/hyperbolic_learning_library
-    (``hypll/nn/modules/batchnorm.py``, ``HBatchNorm``):
+    (``hypll/nn/modules/batchnorm.py``, ``HBatchNorm``) only with ``use_midpoint=True``: the
+    library's default centres the batch at the Fréchet mean instead, which moves the outputs
+    by ~1e−2 (``refimpl deviations --op poincare_batch_norm``):
 
     * γ sits under the square root: ``(self.var / (input_var + 1e-6)).sqrt()``, with
       ``self.var`` a scalar parameter initialized to 1 (``weight`` in the library). The
@@ -374,4 +377,23 @@ REFERENCE_PARTS = BatchNormParts(
     transport_backward=poincare_parallel_transport_backward,
     expmap_forward=poincare_expmap.forward,
     expmap_backward=poincare_expmap_backward,
+)
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+known_deviation(
+    poincare_batch_norm,
+    name="hypll-batchnorm-frechet-default",
+    source="hypll 0.1.1, hypll/nn/modules/batchnorm.py, HBatchNorm (use_midpoint=False by default)",
+    official="centres the batch at the Fréchet mean (an iterative solve), not the gyromidpoint the "
+    "Poincaré ResNet uses; with use_midpoint=True it equals refimpl to 1e−8. (hypll's Curvature(1.0) "
+    "means c = softplus(1) ≈ 1.313: pass constraining_strategy=lambda v: v to compare at c = 1.)",
+    paper="the gyromidpoint (the paper's midpoint batch norm, maxvanspengler/poincare-resnet)",
+    example=Example(
+        args=(np.array([[0.1, 0.2], [-0.3, 0.5], [0.6, -0.2]]), np.array(1.0), np.zeros(2)),
+        kwargs={"c": 1.0},
+        official={"out": [[-0.01478, 0.06612], [-0.42434, 0.30965], [0.42978, -0.36260]]},
+        reference={"out": [[-0.02194, 0.07486], [-0.42933, 0.31579], [0.42762, -0.35326]]},
+    ),
+    convention=True,
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .._deviations import Example, known_deviation
 from .._errors import InputError
 from .._op import defop
 from .._papers import POINCARE_RESNET
@@ -395,9 +396,11 @@ def poincare_conv2d(x, Z, r, *, c=1.0, kernel_size, stride=1, padding=0):
     Layout (a convention, not the library's): x is channels-last (B, H, W, n) and a
     neighbourhood is ordered pixel-major, ``row = (di·k + dj)·n + channel`` of Z. The library
     (NCHW and ``torch.nn.functional.unfold``) orders it channel-major,
-    ``channel·k² + di·k + dj``; permute Z's rows to move weights between the two. The
-    library's own output-size formula ``(H − k + 1 + 2p)//s`` differs from the Euclidean one
-    used here when ``stride > 1``.
+    ``channel·k² + di·k + dj``; permute Z's rows to move weights between the two. The output
+    size is the Euclidean ``(H + 2p − k)//s + 1``, as in the library (``HConvolution2d``); the
+    paper's own code (maxvanspengler/poincare-resnet, ``models/nn/modules/convolution.py``)
+    computes ``(H − k + 1 + 2p)//s``, one fewer whenever ``s`` does not divide ``H + 2p − k``
+    (``refimpl deviations --op poincare_conv2d``).
 
     Backward, by composition, in reverse order:
 
@@ -626,3 +629,50 @@ def poincare_residual_backward(residuals, g_o):
     add_residuals, relu_residuals = residuals
     g_h = g_o if relu_residuals is None else _tangent_relu_backward(relu_residuals, g_o)
     return tuple(mobius_add.backward(add_residuals, g_h))
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+known_deviation(
+    poincare_fc,
+    name="poincare-resnet-linreg-lambda",
+    source="maxvanspengler/poincare-resnet, models/manifolds/math/linreg.py, poincare_mlr (used by "
+    "poincare_fully_connected)",
+    official="writes the conformal factor as `lam = 2 * (1 - c‖x‖²)` instead of λ_x = 2/(1 − c‖x‖²): "
+    "the identity layer (Z = ½·I, r = 0) does not return its input",
+    paper="λ_x = 2/(1 − c‖x‖²) (HNN++)",
+    example=Example(
+        args=(np.array([[0.3, 0.4]]), 0.5 * np.eye(2), np.zeros(2)),
+        kwargs={"c": 1.0},
+        official={"y": [[0.2, 0.2667]]},
+        reference={"y": [[0.3, 0.4]]},
+    ),
+)
+known_deviation(
+    poincare_fc,
+    name="hypll-fc-sinh-overflow",
+    source="hypll 0.1.1, hypll/manifolds/poincare_ball/math/linalg.py, poincare_fully_connected",
+    official="computes w = sinh(√c v)/√c, then w/(1 + sqrt(1 + c‖w‖²)): once √c v > 710 (89 in float32) "
+    "sinh overflows and the output is inf/inf = NaN",
+    paper="the same point, finite: refimpl evaluates the last two steps without forming sinh of a large "
+    "argument (the output is then within rounding of the boundary)",
+    example=Example(
+        args=(np.array([[0.999999, 0.0]]), np.array([[25.0], [0.0]]), np.zeros(1)),
+        official={"y": [[float("nan")]]},
+        reference={"y": [[1.0]]},
+    ),
+)
+known_deviation(
+    poincare_conv2d,
+    name="poincare-resnet-conv-output-size",
+    source="maxvanspengler/poincare-resnet, models/nn/modules/convolution.py (the output size)",
+    official="output size (H − k + 1 + 2p)//s, one row and column fewer than the Euclidean convolution's "
+    "whenever (H + 2p − k) is not a multiple of s",
+    paper="(H + 2p − k)//s + 1, as PyTorch's conv2d and hypll's HConvolution2d",
+    example=Example(
+        args=(np.zeros((1, 5, 5, 1)), np.full((9, 1), 0.1), np.zeros(1)),
+        kwargs={"kernel_size": 3, "stride": 2, "padding": 1},
+        official={"y.shape": [1, 2, 2, 1]},
+        reference={"y.shape": [1, 3, 3, 1]},
+    ),
+    convention=True,
+)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._deviations import Example, known_deviation
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Flag, Float, Int, Real
 
@@ -234,3 +235,21 @@ def vsd_loss(x, x0_fake, x0_teacher, h):
 def vsd_loss_backward(residuals, g_loss):
     (difference,) = residuals
     return (difference * (g_loss / difference.size),)
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+known_deviation(
+    f_divergence_weight,
+    name="fastgen-rkl-weighting-typeerror",
+    source="NVlabs/FastGen, fastgen/methods/distribution_matching/f_distill.py, "
+    "all_f_div_weighting_function['rkl'] and FdistillModel._get_f_div_weighting_h",
+    official="returns a 0-d tensor for 'rkl', whose `len(h)` in the batch-mean normalization raises "
+    "TypeError (len() of a 0-d tensor)",
+    paper="h ≡ 1 (reverse KL: plain DMD), normalized like the others: 1/(1 + 1e−6) per sample",
+    example=Example(
+        args=(np.array([0.3, -1.0, 2.0]), np.array([0, 1, 0])),
+        kwargs={"divergence": "rkl"},
+        official={"raises": "TypeError"},
+        reference={"h": [0.999999, 0.999999, 0.999999]},
+    ),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._blocks import reduce_rows, row_weights, softmax, softmax_backward
+from .._deviations import Example, known_deviation
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Float
 
@@ -301,3 +302,21 @@ def quantile_aggregation_backward(residuals, g_quantiles):
     else:
         g_theta = softmax_backward(w.T, g_w_full.T).T
     return g_members, np.ascontiguousarray(g_theta)
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+known_deviation(
+    weighted_interval_score,
+    name="scoringrules-wis-median-term",
+    source="scoringrules 0.10.0, scoringrules/core/interval/_score.py, weighted_interval_score (every "
+    "backend, NumPy included)",
+    official="adds w_median·median instead of w_median·|y − median|, so the score depends on where the "
+    "median is, not on its error",
+    paper="WIS = (1/(K + ½))·[½|y − m| + Σ_k (α_k/2)·IS_{α_k}] (Bracher et al. 2021)",
+    example=Example(
+        args=(np.array([1.0]), np.array([[0.0, 2.0, 3.0]]), np.array([0.25, 0.5, 0.75])),
+        kwargs={"reduction": "none"},
+        official={"loss": [1.1667]},
+        reference={"loss": [0.8333]},
+    ),
+)

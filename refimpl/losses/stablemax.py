@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._blocks import reduce_rows, row_weights
+from .._deviations import Example, known_deviation
 from .._op import defop
 from .._papers import GROKKING_STABLEMAX
 from .._spec import Choice, Flag, Float, Int
@@ -151,3 +152,21 @@ def stablemax_cross_entropy_backward(residuals, g_loss):
     scale = row_weights(g_loss.astype(z.dtype, copy=False), reduction, batch)[:, None]
     g_z = scale * p_minus_y / (1 + np.abs(z))
     return (g_z.astype(dtype, copy=False),)
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+known_deviation(
+    stablemax_cross_entropy,
+    name="stablemax-two-branch-float32-nan",
+    source="LucasPrietoAl/grokking-at-the-edge-of-numerical-stability, the StableMax cross-entropy "
+    "(`torch.where(x < 0, 1/(1 − x + 1e−30), x + 1)`)",
+    official="evaluates both branches of s everywhere: in float32 (its path without the float64 cast) a "
+    "logit of exactly 1.0 makes the unused branch 1e30, its derivative overflows and the select's "
+    "backward multiplies 0·inf: a NaN gradient",
+    paper="s(x) = (1 + |x|)^{sign x}, finite everywhere (refimpl evaluates each branch on its own half-line)",
+    example=Example(
+        args=(np.array([[1.0, -2.0, 0.5]], dtype=np.float32), np.array([2])),
+        official={"cotangent of 'z'": [[float("nan"), 0.029, -0.406]]},
+        reference={"cotangent of 'z'": [[0.261, 0.029, -0.406]]},
+    ),
+)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._deviations import Example, known_deviation
 from .._op import Paper, defop
 from .._spec import ArgumentError, Choice, Float, Integer
 
@@ -173,3 +174,29 @@ def l_orth_backward(residuals, g_loss):
             # K̄[q] += Σ_m' Ȳ[q, m', a]·K[m', ·, x − a]  (through the factor K[m, c, x + a], m = q)
             g_kernel += g_lag @ _shifted(padded, padding, -lag_u, -lag_v, k)
     return (g_kernel.reshape(kernel.shape),)
+
+
+# -- known deviations of the official code (``refimpl deviations``) -----------------------------------
+def _centre_tap_kernel() -> np.ndarray:
+    """A 3×3 kernel whose centre tap is an orthogonal 4×4 matrix (other taps 0): orthogonal at stride 2."""
+    kernel = np.zeros((4, 4, 3, 3))
+    kernel[:, :, 1, 1] = np.array([[0.0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, -1], [0, 0, 1, 0]])
+    return kernel
+
+
+known_deviation(
+    l_orth,
+    name="wang2020-orthconv-padding",
+    source="samaonline/Orthogonal-Convolutional-Neural-Networks (Wang et al. 2020), the orthogonality "
+    "regularizer",
+    official="pads by 1 at every stride, takes ‖Y − I‖_F unsquared and drops δ: at stride 2 the lag-0 "
+    "term is absent and the identity target lands on lag +1, so an orthogonal strided kernel is penalized",
+    paper="padding ⌊(k − 1)/S⌋·S, ‖Y − I_r0‖²_F − δ (Achour et al.; deel-lip)",
+    flag={"variant": "wang2020"},
+    example=Example(
+        args=(_centre_tap_kernel(),),
+        kwargs={"stride": 2},
+        official={"loss": 2.0},
+        reference={"loss": 0.0},
+    ),
+)

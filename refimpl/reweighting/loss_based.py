@@ -73,7 +73,8 @@ def loss_based_sample_weights(losses, *, strategy, r, delta=1.0):
         w_i  = 1/n                 "uniform":   no reweighting (the baseline)
 
     The softmax subtracts ``max f`` first: f/r reaches δ/r (1000 at r = 1e−3), where a bare
-    ``exp(f/r)`` — as in the official code — overflows.
+    ``exp(f/r)`` overflows. The official trainer does the same (``src/trainer.py``:
+    ``g_func(f_losses - f_losses.max().item(), l=kl_reg)``, its ``g_func`` being a bare exp).
 
     "identity" is the official code's strategy named "uniform": it returns ℓ̃ itself, so
     ``exp(ℓ̃/r)`` upweights hard samples exponentially in the normalized loss — not a

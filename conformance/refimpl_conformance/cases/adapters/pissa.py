@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+import refimpl
+
 from ..._cases import ErrorCase, OpCases, Sample, register
+from ...deviations import transcribes
 
 NOTES = {
     "REPEATED_SINGULAR_VALUES": "a repeated singular value: the vectors are any rotation inside the "
@@ -127,3 +130,14 @@ register(
         compare_as=compare_as,
     )
 )
+
+
+# -- transcriptions of the official code's deviations (``refimpl deviations``) ------------------------
+@transcribes("peft-pissa-float32-only", outputs=("A", "B", "W_res"))
+def _peft_pissa_init(W, r, *, scale, dtype):
+    """peft's ``pissa_init``: refuses float64 weights; the others' SVD runs in float32."""
+    if dtype == "float64":
+        raise TypeError("Please initialize PiSSA under float32, float16, or bfloat16.")
+    return dict(
+        zip(("A", "B", "W_res"), refimpl.get("pissa_init")(W.astype(np.float32), r, scale=scale), strict=True)
+    )

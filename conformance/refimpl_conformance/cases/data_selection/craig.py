@@ -17,6 +17,7 @@ import numpy as np
 import refimpl
 
 from ..._cases import ErrorCase, OpCases, Sample, register
+from ...deviations import transcribes
 
 NOTES = {
     "TIES": "exactly equal gains (duplicated points, or far-apart points whose gains are all exactly 1): "
@@ -140,6 +141,8 @@ def _greedy_random(rng, n, d, C):
     if kernel == "precomputed":
         g = refimpl.data_selection.facility_location_similarity(g)
     kwargs = {"kernel": kernel, "lazy": bool(rng.random() < 0.5), "block_size": int(rng.integers(1, n + 2))}
+    if rng.random() < 0.25:  # ties do occur: gains of 0 once a class is covered (k_c near |V_c|)
+        kwargs["tie_break"] = "highest"
     return Sample("random", (g, y, budgets), kwargs)
 
 
@@ -159,6 +162,13 @@ def _greedy_edges():
             (duplicated, np.zeros(6, dtype=np.int64), np.array([5])),
             {"lazy": False, "block_size": 2},
             flags=("TIES",),
+        ),
+        Sample(
+            "duplicated points, highest index first (submodlib's tie rule)",
+            (duplicated, np.zeros(6, dtype=np.int64), np.array([5])),
+            {"tie_break": "highest"},
+            flags=("TIES", "OFFICIAL_VARIANT"),
+            comment="each duplicate pair has equal gains: the higher index is taken first",
         ),
         Sample(
             "far-apart points: every gain is 1",
@@ -352,3 +362,124 @@ register(
         notes=NOTES,
     )
 )
+
+
+# -- transcriptions of the official code's deviations (``refimpl deviations``) ------------------------
+def _craig_similarity(points: np.ndarray) -> np.ndarray:
+    """CRAIG's kernel on one class: max(D) − D, D the Euclidean distances."""
+    distances = np.sqrt(np.maximum(((points[:, None, :] - points[None, :, :]) ** 2).sum(-1), 0.0))
+    return distances.max() - distances
+
+
+def _craig_lazy_greedy_one_class(similarity: np.ndarray, budget: int) -> list[int]:
+    """baharanm/craig's ``lazy_greedy_heap`` on ``FacilityLocation(D, V)``, as it behaves.
+
+    The objective is normalized, ``log(1 + Σ_i max_j s_ij / Σ_i max s_i·)/log 2``; its gain of a
+    candidate ``ndx`` tests ``if not ndx`` once a point is selected, so index 0 always gets
+    ``log 2``. The max-heap holds ``(gain, index)`` tuples: equal gains go to the highest index.
+    """
+    n = similarity.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_norm = 1.0 / similarity.max(axis=1).sum()
+    norm = 1.0 / np.log(2.0)
+    state = {"value": 0.0, "max": np.zeros(n)}
+
+    def increment(selected: list[int], candidate: int) -> float:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if selected:
+                if candidate == 0:  # `if not ndx`: true for index 0
+                    return float(np.log(2.0))
+                covered = np.maximum(state["max"], similarity[:, candidate]).sum()
+            else:
+                covered = similarity[:, candidate].sum()
+            return float(norm * np.log(1 + f_norm * covered) - state["value"])
+
+    def add(selected: list[int], candidate: int) -> None:
+        state["max"] = (
+            np.maximum(state["max"], similarity[:, candidate]) if selected else similarity[:, candidate]
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            state["value"] = float(norm * np.log(1 + f_norm * state["max"].sum()))
+        selected.append(candidate)
+
+    selected: list[int] = []
+    heap = [(increment(selected, j), j) for j in range(n)]
+    while heap and len(selected) < budget:
+        top = max(heap)
+        heap.remove(top)
+        improvement = increment(selected, top[1])
+        if not improvement >= 0:
+            continue
+        if not heap:
+            add(selected, top[1])
+            continue
+        second = max(heap)
+        if improvement >= second[0]:
+            add(selected, top[1])
+        else:
+            heap.append((improvement, top[1]))
+    return selected
+
+
+@transcribes("craig-lazy-greedy-index-0", outputs=("indices",))
+def _official_craig_lazy_greedy(g, y, budgets, *, kernel, lazy, block_size, tie_break, dtype):
+    """Every class through the official lazy greedy on CRAIG's kernel (whatever ``kernel`` says)."""
+    chosen = []
+    for c, budget in enumerate(np.asarray(budgets)):
+        points = np.flatnonzero(np.asarray(y) == c)
+        if budget == 0 or points.size == 0:
+            continue
+        local = _craig_lazy_greedy_one_class(
+            _craig_similarity(np.asarray(g, dtype=np.float64)[points]), int(budget)
+        )
+        chosen.extend(points[local])
+    return {"indices": np.asarray(chosen, dtype=np.int64)}
+
+
+@transcribes("craig-cluster-ids-collide", outputs=("clusters",))
+def _official_cluster_ids(g, y, indices, *, kernel, normalize, block_size, dtype):
+    """refimpl's assignment, renumbered as the official code does: class c's ids + c·k_c."""
+    _, clusters = refimpl.get("coreset_cluster_weights")(
+        g, y, indices, kernel=kernel, normalize=normalize, block_size=block_size
+    )
+    clusters = clusters.copy()
+    indices, y = np.asarray(indices), np.asarray(y)
+    start = 0
+    for c in range(int(y.max(initial=-1)) + 1):
+        budget = int(np.sum(y[indices] == c))
+        members = (y == c) & (clusters >= 0)
+        clusters[members] = clusters[members] - start + c * budget  # local id, then the official offset
+        start += budget
+    return {"clusters": clusters}
+
+
+def _official_budget_split(counts, decrement_order, *, budget, equal_num):
+    counts = np.asarray(counts, dtype=np.int64)
+    classes = counts.shape[0]
+    if equal_num:
+        per_class = int(np.ceil(budget / classes))
+        budgets = per_class * np.ones(classes, dtype=np.int64)
+        minority = counts < np.ceil(budget / classes)
+        if minority.sum() > 0:
+            extra = sum(max(0, np.ceil(budget / classes) - counts[c]) for c in range(classes))
+            budgets[~minority] += int(np.ceil(extra / minority.sum()))
+        return budgets
+    budgets = np.int64(np.ceil(np.divide(counts, counts.sum()) * budget))  # float ceiling
+    surplus = int(budgets.sum()) - budget
+    draws = iter(np.asarray(decrement_order))  # stands for np.random.randint(C), without repeats
+    for _ in range(surplus):
+        j = next(draws)
+        while budgets[j] <= 0:
+            j = next(draws)
+        budgets[j] -= 1
+    return budgets
+
+
+@transcribes("craig-equal-split-above-class-size", outputs=("budgets",))
+def _official_equal_split(counts, decrement_order, *, budget, equal_num, dtype):
+    return {"budgets": _official_budget_split(counts, decrement_order, budget=budget, equal_num=equal_num)}
+
+
+@transcribes("craig-proportional-split-float-ceiling", outputs=("budgets",))
+def _official_proportional_split(counts, decrement_order, *, budget, equal_num, dtype):
+    return {"budgets": _official_budget_split(counts, decrement_order, budget=budget, equal_num=equal_num)}

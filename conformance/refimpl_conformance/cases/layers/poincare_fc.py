@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import ErrorCase, OpCases, Sample, register
+from ...deviations import transcribes
 from .poincare import BOUNDARY, _ball_points, _directions, _random_c
 
 NOTES = {
@@ -532,3 +533,29 @@ register(
         notes=NOTES,
     )
 )
+
+
+# -- transcriptions of the official code's deviations (``refimpl deviations``) ------------------------
+def _hnn_fc(x, Z, r, c, lam):
+    """HNN++'s FC with a given conformal factor λ, the textbook way: sinh, then the projection."""
+    sqrt_c = np.sqrt(c)
+    z_norm = np.maximum(np.linalg.norm(Z, axis=0), 1e-15)
+    two_r = 2 * sqrt_c * r
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = (2 * z_norm / sqrt_c) * np.arcsinh(
+            sqrt_c * lam / z_norm * (x @ Z) * np.cosh(two_r) - (lam - 1) * np.sinh(two_r)
+        )
+        w = np.sinh(sqrt_c * v) / sqrt_c
+        return w / (1 + np.sqrt(1 + c * (w * w).sum(-1, keepdims=True)))
+
+
+@transcribes("poincare-resnet-linreg-lambda", outputs=("y",))
+def _poincare_resnet_fc(x, Z, r, *, c, dtype):
+    """maxvanspengler/poincare-resnet ``poincare_mlr``: ``lam = 2 * (1 - c‖x‖²)``."""
+    return {"y": _hnn_fc(x, Z, r, c, 2 * (1 - c * (x * x).sum(-1, keepdims=True)))}
+
+
+@transcribes("hypll-fc-sinh-overflow", outputs=("y",))
+def _hypll_fc(x, Z, r, *, c, dtype):
+    """hypll ``poincare_fully_connected``: the right λ, but sinh of a large argument overflows."""
+    return {"y": _hnn_fc(x, Z, r, c, 2 / (1 - c * (x * x).sum(-1, keepdims=True))).astype(dtype)}

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+import refimpl
+
 from ..._cases import ErrorCase, OpCases, Sample, register
+from ...deviations import transcribes
 
 NOTES = {
     "LARGE_LOGITS": "logits ±1e4: exp must see the clipped logit (exp(1e4) overflows)",
@@ -158,3 +161,12 @@ register(
         notes=NOTES,
     )
 )
+
+
+# -- transcriptions of the official code's deviations (``refimpl deviations``) ------------------------
+@transcribes("fastgen-rkl-weighting-typeerror", outputs=("h",))
+def _official_f_divergence_weight(logit, time_bin, *, dtype, divergence, **options):
+    """NVlabs/FastGen: the 'rkl' weighting is a 0-d tensor, and ``len(h)`` of it raises."""
+    if divergence == "rkl":
+        raise TypeError("len() of a 0-d tensor")
+    return {"h": refimpl.get("f_divergence_weight")(logit, time_bin, divergence=divergence, **options)}

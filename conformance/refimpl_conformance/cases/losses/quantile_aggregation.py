@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import ErrorCase, OpCases, Sample, register
+from ...deviations import transcribes
 
 NOTES = {
     "TIES": "y = q exactly: the reference returns the midpoint ½ − τ of the subdifferential",
@@ -218,3 +219,20 @@ register(
         notes=NOTES,
     )
 )
+
+
+# -- transcriptions of the official code's deviations (``refimpl deviations``) ------------------------
+@transcribes("scoringrules-wis-median-term", outputs=("loss",))
+def _scoringrules_wis(y, q, tau, *, reduction, dtype):
+    """scoringrules 0.10 ``weighted_interval_score``: w_median·median, not w_median·|y − median|."""
+    levels = q.shape[1]
+    k = levels // 2
+    alphas = 2 * tau[:k]
+    lower, upper, median = q[:, :k], q[:, levels - 1 - np.arange(k)], q[:, k]
+    interval = (
+        (upper - lower)
+        + (2 / alphas) * np.maximum(lower - y[:, None], 0)
+        + (2 / alphas) * np.maximum(y[:, None] - upper, 0)
+    )
+    per_sample = (0.5 * median + (alphas / 2 * interval).sum(-1)) / (k + 0.5)
+    return {"loss": {"mean": per_sample.mean(), "sum": per_sample.sum()}.get(reduction, per_sample)}

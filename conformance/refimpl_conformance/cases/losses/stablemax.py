@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import ErrorCase, OpCases, Sample, register
+from ...deviations import transcribes
 
 NOTES = {
     "LARGE_LOGITS": "|z| up to 1e6: an exp-based or float32-unstable s() overflows here",
@@ -130,3 +131,16 @@ register(
         notes=NOTES,
     )
 )
+
+
+# -- transcriptions of the official code's deviations (``refimpl deviations``) ------------------------
+@transcribes("stablemax-two-branch-float32-nan", outputs=("loss",))
+def _official_stablemax_cross_entropy(z, y, *, reduction, compute_in_float64, dtype):
+    """The official two-branch s, evaluated in the input dtype (its float32 path): the forward
+    is right (the NaN is in the backward, which the example records)."""
+    z = z.astype(dtype)
+    with np.errstate(divide="ignore", over="ignore"):
+        s = np.where(z < 0, 1 / (1 - z + z.dtype.type(1e-30)), z + 1)
+    log_p = np.log(s / s.sum(-1, keepdims=True))
+    per_row = -log_p[np.arange(z.shape[0]), y]
+    return {"loss": {"mean": per_row.mean(), "sum": per_row.sum()}.get(reduction, per_row)}
