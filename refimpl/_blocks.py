@@ -5,6 +5,10 @@ softmax and its VJP, softplus and ``log σ``, a guarded L2 normalization. They l
 every op states them the same way and a fix lands everywhere. All functions work over the
 last axis, keep the input dtype and never overflow for finite inputs.
 
+Every block works on the array library of its input (NumPy, or CuPy for the GPU backend:
+``array_namespace``), so the reference and the backends share one reduction rule, one
+sigmoid, one softmax.
+
 Derivations (ā is the cotangent of the output a):
 
 * ``lse(z) = m + log Σ_j exp(z_j − m)`` with ``m = max_j z_j``; ``∂lse/∂z = softmax(z)``.
@@ -21,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from ._spec import array_namespace
+
 __all__ = [
     "l2_normalize",
     "l2_normalize_backward",
@@ -31,6 +37,7 @@ __all__ = [
     "reduce_rows",
     "row_weights",
     "sigmoid",
+    "sigmoid_and_slope",
     "softmax",
     "softmax_backward",
     "softplus",
@@ -42,11 +49,12 @@ def logsumexp(z: np.ndarray, axis: int = -1, keepdims: bool = False) -> np.ndarr
 
     A row of all ``-inf`` gives ``-inf`` (never NaN).
     """
+    xp = array_namespace(z)
     m = z.max(axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0)
+    m = xp.where(xp.isfinite(m), m, 0)
     with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf row
-        out = np.log(np.exp(z - m).sum(axis=axis, keepdims=True)) + m
-    return out if keepdims else np.squeeze(out, axis=axis)
+        out = xp.log(xp.exp(z - m).sum(axis=axis, keepdims=True)) + m
+    return out if keepdims else xp.squeeze(out, axis=axis)
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -55,8 +63,9 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     Kept in this order: ``z − logsumexp(z)`` would round the log-sum-exp to the ulp of ``m``
     first (an error of 1e-3 at |z| = 1e4 in float32).
     """
+    xp = array_namespace(z)
     shifted = z - z.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return shifted - xp.log(xp.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def log_softmax_backward(p: np.ndarray, g_out: np.ndarray) -> np.ndarray:
@@ -66,7 +75,7 @@ def log_softmax_backward(p: np.ndarray, g_out: np.ndarray) -> np.ndarray:
 
 def softmax(z: np.ndarray) -> np.ndarray:
     """``exp(z − lse(z))`` over the last axis; rows sum to 1."""
-    e = np.exp(z - z.max(axis=-1, keepdims=True))  # subtract the row max: exp cannot overflow
+    e = array_namespace(z).exp(z - z.max(axis=-1, keepdims=True))  # subtract the row max: exp cannot overflow
     return e / e.sum(axis=-1, keepdims=True)
 
 
@@ -77,13 +86,29 @@ def softmax_backward(p: np.ndarray, g_p: np.ndarray) -> np.ndarray:
 
 def softplus(u: np.ndarray) -> np.ndarray:
     """``log(1 + exp(u))`` as ``max(u, 0) + log1p(exp(−|u|))``: no overflow for large ``u``."""
-    return np.maximum(u, 0) + np.log1p(np.exp(-np.abs(u)))
+    xp = array_namespace(u)
+    return xp.maximum(u, 0) + xp.log1p(xp.exp(-xp.abs(u)))
 
 
 def sigmoid(u: np.ndarray) -> np.ndarray:
     """``1/(1 + exp(−u))`` without overflow: ``exp`` only ever sees ``−|u|``."""
-    e = np.exp(-np.abs(u))
-    return np.where(u >= 0, 1 / (1 + e), e / (1 + e))
+    xp = array_namespace(u)
+    e = xp.exp(-xp.abs(u))
+    return xp.where(u >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def sigmoid_and_slope(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``α = sigmoid(a)`` and ``σ'(a) = α(1 − α)``, both without overflow or cancellation.
+
+    With ``e = exp(−|a|) ∈ (0, 1]``: ``α = 1/(1 + e)`` for a ≥ 0 and ``e/(1 + e)`` for a < 0
+    (exp never sees a positive argument), and ``α(1 − α) = e/(1 + e)²`` for both signs — the
+    form ``α·(1 − α)`` would round ``1 − α`` to 0 once α is within an ulp of 1.
+    """
+    xp = array_namespace(a)
+    e = xp.exp(-abs(a))
+    alpha = xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
+    slope = e / ((1 + e) * (1 + e))
+    return alpha, slope
 
 
 def log_sigmoid(u: np.ndarray) -> np.ndarray:
@@ -97,7 +122,8 @@ def l2_normalize(z: np.ndarray, eps: float = 0.0) -> tuple[np.ndarray, np.ndarra
     ``eps`` is the guard of the op that calls it (``F.normalize`` uses 1e-12); with
     ``eps = 0`` a zero row must have been rejected before.
     """
-    norm = np.maximum(np.sqrt((z * z).sum(axis=-1, keepdims=True)), z.dtype.type(eps))
+    xp = array_namespace(z)
+    norm = xp.maximum(xp.sqrt((z * z).sum(axis=-1, keepdims=True)), z.dtype.type(eps))
     return z / norm, norm
 
 
@@ -126,7 +152,8 @@ def row_weights(g_loss: np.ndarray, reduction: str, batch: int) -> np.ndarray:
     ``L̄/B`` ("mean") or ``L̄`` ("sum") on every row, ``L̄_i`` itself ("none"). Cast ``g_loss``
     first to the dtype the weights must have (float64 for the Numba kernels).
     """
-    g = np.asarray(g_loss)
+    xp = array_namespace(g_loss)
+    g = xp.asarray(g_loss)
     if reduction == "none":
-        return np.ascontiguousarray(g.reshape(batch))
-    return np.full(batch, g / batch if reduction == "mean" else g, dtype=g.dtype)
+        return xp.ascontiguousarray(g.reshape(batch))
+    return xp.full(batch, g / batch if reduction == "mean" else g, dtype=g.dtype)

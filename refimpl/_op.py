@@ -172,6 +172,8 @@ class Op:
             check=self.check,
         )
         for name, spec in self.specs.items():  # a NumPy float64 scalar would promote float32 math
+            if isinstance(spec, Scalar) and bound.arguments[name] is None:
+                continue  # an optional scalar not given
             if isinstance(spec, Scalar) and spec.kind == "real":
                 bound.arguments[name] = float(bound.arguments[name])
             elif isinstance(spec, Scalar) and spec.kind == "integer":

@@ -20,13 +20,13 @@ from ._errors import InputError
 
 __all__ = [
     "ArgumentError",
-    "Choice",
+    "BoolArray",
     "Flag",
-    "Float",
-    "Int",
-    "Bool",
-    "Integer",
-    "Real",
+    "FloatArray",
+    "IntArray",
+    "IntScalar",
+    "OneOf",
+    "RealScalar",
     "Scalar",
     "Tensor",
     "array_library",
@@ -71,19 +71,20 @@ class Tensor:
         return f"({dims}{',' if len(self.shape) == 1 else ''})"
 
 
-def Float(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802 - reads as a type
-    """A float32/float64 array of the given symbolic shape."""
+def FloatArray(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802 - reads as a type
+    """A float32/float64 array of the given symbolic shape (``optional``: may be None)."""
     return Tensor(tuple(shape), "float", optional)
 
 
-def Int(  # noqa: N802
+def IntArray(  # noqa: N802
     *shape: str | int, low: int | None = None, high: int | str | None = None, optional: bool = False
 ) -> Tensor:
-    """An integer array (labels, indices); values in ``[low, high)`` when given."""
+    """An integer array (labels, indices); values in ``[low, high)`` when given (``high`` may
+    be a dimension symbol: labels below the number of classes)."""
     return Tensor(tuple(shape), "int", optional, low, high)
 
 
-def Bool(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802
+def BoolArray(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802
     """A boolean mask."""
     return Tensor(tuple(shape), "bool", optional)
 
@@ -98,6 +99,7 @@ class Scalar:
     low_open: bool = False
     high_open: bool = False
     choices: tuple[Any, ...] = field(default=())
+    optional: bool = False  # None is accepted (and means "not given": the op's default rule)
 
     def describe(self) -> str:
         if self.kind == "choice":
@@ -113,23 +115,24 @@ class Scalar:
         return noun + (" " + " and ".join(bounds) if bounds else "")
 
 
-def Real(  # noqa: N802
+def RealScalar(  # noqa: N802
     low: float | None = None,
     high: float | None = None,
     *,
     low_open: bool = False,
     high_open: bool = False,
+    optional: bool = False,
 ) -> Scalar:
-    """A finite real number in ``[low, high]`` (ends open when asked)."""
-    return Scalar("real", low, high, low_open, high_open)
+    """A finite real number in ``[low, high]`` (ends open when asked; ``optional``: may be None)."""
+    return Scalar("real", low, high, low_open, high_open, optional=optional)
 
 
-def Integer(low: int | None = None, high: int | None = None) -> Scalar:  # noqa: N802
-    """A Python or NumPy integer in ``[low, high]`` (bools are refused)."""
-    return Scalar("integer", low, high)
+def IntScalar(low: int | None = None, high: int | None = None, *, optional: bool = False) -> Scalar:  # noqa: N802
+    """A Python or NumPy integer in ``[low, high]`` (bools are refused; ``optional``: may be None)."""
+    return Scalar("integer", low, high, optional=optional)
 
 
-def Choice(*choices: Any) -> Scalar:  # noqa: N802
+def OneOf(*choices: Any) -> Scalar:  # noqa: N802
     """One of a fixed set of values (strategy names, reductions)."""
     return Scalar("choice", choices=tuple(choices))
 
@@ -166,6 +169,8 @@ def _describe_value(value: Any) -> str:
 
 
 def _check_scalar(name: str, spec: Scalar, value: Any) -> None:
+    if value is None and spec.optional:
+        return
     if spec.kind == "choice":
         if not any(value == c and type(value) is type(c) for c in spec.choices):
             raise ArgumentError(name, spec.describe(), repr(value))

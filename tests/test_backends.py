@@ -6,7 +6,7 @@ import pytest
 import refimpl
 import refimpl_cupy
 import refimpl_numba
-from refimpl._discover import collect_impls
+from refimpl.authoring import collect_impls
 from refimpl_cupy import cuda
 from refimpl_cupy.raw import RAW_IMPLS
 

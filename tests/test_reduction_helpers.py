@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from refimpl._blocks import reduce_rows, row_weights
+from refimpl.authoring import reduce_rows, row_weights
 
 PER_ROW = np.array([1.0, 2.0, 4.5, -0.5])
 

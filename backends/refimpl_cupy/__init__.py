@@ -10,7 +10,7 @@ with NVRTC even without a GPU, and the conformance suite checks them on a GPU.
 from __future__ import annotations
 
 from refimpl import Backend, Impl
-from refimpl._discover import collect_impls
+from refimpl.authoring import collect_impls
 
 __all__ = ["gpu_available", "host_backend", "load", "load_raw"]
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows
 
 from .cuda import raw_module
 

@@ -8,7 +8,7 @@ reference: ``refimpl_numba/losses/stablemax.py`` sits beside ``refimpl/losses/st
 from __future__ import annotations
 
 from refimpl import Backend
-from refimpl._discover import collect_impls
+from refimpl.authoring import collect_impls
 
 __all__ = ["load"]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 import refimpl
 from refimpl import Backend, Impl, Op
-from refimpl._spec import Tensor
+from refimpl.authoring import Tensor
 
 from ._cases import Sample, cases_for
 from ._engine import FLOAT_DTYPES, Result, check_errors, check_sample

@@ -1,14 +1,9 @@
 """Adapters: low-rank and other structured updates of frozen weights (parameter-efficient fine-tuning).
 
-Ops in this family (one file per paper):
-
-* ``lora_linear`` — the LoRA-style linear layer, *PiSSA: Principal Singular Values and
-  Singular Vectors Adaptation of Large Language Models* (also used by CorDA and others)
-* ``pissa_init`` — *PiSSA: Principal Singular Values and Singular Vectors Adaptation of
-  Large Language Models*
+One file per paper; every op defined in the family's modules is exported here by itself
+(``refimpl list --family adapters`` lists them, with their papers).
 """
 
-from .lora import lora_linear
-from .pissa import pissa_init
+from ..authoring import export_family
 
-__all__ = ["lora_linear", "pissa_init"]
+__all__ = export_family(__name__)

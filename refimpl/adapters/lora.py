@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from .._op import defop
-from .._papers import PISSA
-from .._spec import Float, Real
+from ..authoring import FloatArray, RealScalar, op
+from .pissa import PAPER  # noqa: F401 - the paper of this module's op (read by @op)
 
 __all__ = ["lora_linear"]
 
 
-@defop(
-    family="adapters",
-    paper=PISSA,
+@op(
     inputs={
-        "x": Float("...", "I"),
-        "W": Float("O", "I"),
-        "A": Float("R", "I"),
-        "B": Float("O", "R"),
-        "bias": Float("O", optional=True),
-        "scale": Real(),
+        "x": FloatArray("...", "I"),
+        "W": FloatArray("O", "I"),
+        "A": FloatArray("R", "I"),
+        "B": FloatArray("O", "R"),
+        "bias": FloatArray("O", optional=True),
+        "scale": RealScalar(),
     },
     outputs=("y",),
     differentiable=("x", "A", "B"),

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._deviations import Example, known_deviation
-from .._op import defop
-from .._papers import PISSA
-from .._spec import ArgumentError, Float, Integer, Real
+from ..authoring import ArgumentError, Example, FloatArray, IntScalar, Paper, RealScalar, known_deviation, op
 
 __all__ = ["pissa_init", "signs_of_largest_entries"]
+
+PAPER = Paper(
+    "PiSSA: Principal Singular Values and Singular Vectors Adaptation of Large Language Models",
+    arxiv="2404.02948",
+    year=2024,
+    code="GraphPKU/PiSSA",
+)
 
 
 def _check_rank(arguments) -> None:
@@ -35,13 +39,11 @@ def signs_of_largest_entries(V_r: np.ndarray) -> np.ndarray:
     return np.sign(V_r[pivot, np.arange(V_r.shape[1])])
 
 
-@defop(
-    family="adapters",
-    paper=PISSA,
+@op(
     inputs={
-        "W": Float("O", "I"),
-        "r": Integer(1),
-        "scale": Real(0, low_open=True),
+        "W": FloatArray("O", "I"),
+        "r": IntScalar(1),
+        "scale": RealScalar(0, low_open=True),
     },
     outputs=("A", "B", "W_res"),
     check=_check_rank,

@@ -8,9 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from .._deviations import Example, known_deviation
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Flag, Float, Int, Integer, array_namespace
+from ..authoring import (
+    ArgumentError,
+    Example,
+    Flag,
+    FloatArray,
+    IntArray,
+    IntScalar,
+    OneOf,
+    Paper,
+    array_namespace,
+    known_deviation,
+    op,
+)
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -118,13 +128,11 @@ def _check_proxy(arguments: Mapping[str, Any]) -> None:
         raise ArgumentError("h", "None unless use_linear=True (nothing is silently ignored)", "an array")
 
 
-@defop(
-    family="data_selection",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("n", "K"),
-        "y": Int("n", low=0, high="K"),
-        "h": Float("n", "E", optional=True),
+        "z": FloatArray("n", "K"),
+        "y": IntArray("n", low=0, high="K"),
+        "h": FloatArray("n", "E", optional=True),
         "use_linear": Flag(),
     },
     outputs=("g",),
@@ -184,10 +192,8 @@ def _check_similarity(arguments: Mapping[str, Any]) -> None:
         raise ArgumentError("g", "finite proxies", "NaN or inf entries")
 
 
-@defop(
-    family="data_selection",
-    paper=PAPER,
-    inputs={"g": Float("n", "d"), "kernel": Choice(*KERNELS), "block_size": Integer(1)},
+@op(
+    inputs={"g": FloatArray("n", "d"), "kernel": OneOf(*KERNELS), "block_size": IntScalar(1)},
     outputs=("similarity",),
     check=_check_similarity,
 )
@@ -323,17 +329,15 @@ def _greedy_one_class(
     return chosen, chosen_gains
 
 
-@defop(
-    family="data_selection",
-    paper=PAPER,
+@op(
     inputs={
-        "g": Float("n", "d"),
-        "y": Int("n", low=0, high="C"),
-        "budgets": Int("C", low=0),
-        "kernel": Choice(*GREEDY_KERNELS),
+        "g": FloatArray("n", "d"),
+        "y": IntArray("n", low=0, high="C"),
+        "budgets": IntArray("C", low=0),
+        "kernel": OneOf(*GREEDY_KERNELS),
         "lazy": Flag(),
-        "block_size": Integer(1),
-        "tie_break": Choice(*TIE_BREAKS),
+        "block_size": IntScalar(1),
+        "tie_break": OneOf(*TIE_BREAKS),
     },
     outputs=("indices", "gains"),
     check=_check_greedy,
@@ -445,16 +449,14 @@ def _check_weights(arguments: Mapping[str, Any]) -> None:
         raise ArgumentError("indices", "distinct indices (a set, in selection order)", "a repeated index")
 
 
-@defop(
-    family="data_selection",
-    paper=PAPER,
+@op(
     inputs={
-        "g": Float("n", "d"),
-        "y": Int("n", low=0),
-        "indices": Int("m", low=0, high="n"),
-        "kernel": Choice(*GREEDY_KERNELS),
+        "g": FloatArray("n", "d"),
+        "y": IntArray("n", low=0),
+        "indices": IntArray("m", low=0, high="n"),
+        "kernel": OneOf(*GREEDY_KERNELS),
         "normalize": Flag(),
-        "block_size": Integer(1),
+        "block_size": IntScalar(1),
     },
     outputs=("weights", "clusters"),
     check=_check_weights,
@@ -559,13 +561,11 @@ def _check_budget_split(arguments: Mapping[str, Any]) -> None:
         raise ArgumentError("decrement_order", "a permutation of range(C)", "a repeated class")
 
 
-@defop(
-    family="data_selection",
-    paper=PAPER,
+@op(
     inputs={
-        "counts": Int("C", low=0),
-        "decrement_order": Int("C", low=0, high="C"),
-        "budget": Integer(0),
+        "counts": IntArray("C", low=0),
+        "decrement_order": IntArray("C", low=0, high="C"),
+        "budget": IntScalar(0),
         "equal_num": Flag(),
     },
     outputs=("budgets",),

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._op import defop
-from .._papers import LAYER_NORM
-from .._spec import Float, Real
+from ..authoring import FloatArray, Paper, RealScalar, op
 
 __all__ = ["layer_norm"]
 
+PAPER = Paper("Layer Normalization", arxiv="1607.06450", year=2016)
 
-@defop(
-    family="layers",
-    paper=LAYER_NORM,
+
+@op(
     inputs={
-        "x": Float("...", "D"),
-        "gamma": Float("D"),
-        "beta": Float("D"),
-        "eps": Real(0, low_open=True),
+        "x": FloatArray("...", "D"),
+        "gamma": FloatArray("D"),
+        "beta": FloatArray("D"),
+        "eps": RealScalar(0, low_open=True),
     },
     outputs=("y",),
     differentiable=("x", "gamma", "beta"),

@@ -8,9 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._op import defop
-from .._papers import POINCARE_RESNET
-from .._spec import ArgumentError, Float, Real, array_namespace
+from ..authoring import ArgumentError, FloatArray, Paper, RealScalar, array_namespace, op
 
 __all__ = [
     "mobius_add",
@@ -35,6 +33,13 @@ brings the error back to ``~eps`` for every ``u > 0``. What fails is ``u = 0`` (
 ``u²`` underflowing to 0. The two-term series used below the switch are off by ``~0.3·u⁶``
 (``3e-19`` at the switch), far below float64 rounding, so the switch is invisible.
 """
+
+PAPER = Paper(
+    "Poincaré ResNet",
+    arxiv="2303.14027",
+    year=2023,
+    code="maxvanspengler/hyperbolic_learning_library",
+)
 
 
 def _c_squared_norm(x: Any, c: float) -> Any:
@@ -75,10 +80,8 @@ def _check_y_in_ball(arguments: Mapping[str, Any]) -> None:
     _require_inside_ball("y", arguments["y"], arguments["c"])
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"x": Float("...", "n"), "y": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"x": FloatArray("...", "n"), "y": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("x", "y"),
     check=_check_x_y_in_ball,
@@ -199,10 +202,8 @@ def expmap0_factors(u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(small, f_series, f_direct), np.where(small, h_series, h_direct)
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"v": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"v": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("v",),
 )
@@ -284,10 +285,8 @@ def logmap0_factors(u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(small, f_series, f_direct), np.where(small, h_series, h_direct)
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"y": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"y": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("v",),
     differentiable=("y",),
     check=_check_y_in_ball,
@@ -392,10 +391,8 @@ def _logmap0_forward(y: np.ndarray, c: float) -> tuple[np.ndarray, tuple]:
 
 
 # -- Möbius scalar multiplication and matrix-vector product ---------------------------------
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"r": Float("..."), "x": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"r": FloatArray("..."), "x": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("r", "x"),
     check=_points_in_ball("x"),
@@ -462,10 +459,8 @@ def mobius_scalar_mul_backward(residuals, g_o):
     return g_r, g_x
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"M": Float("m", "n"), "x": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"M": FloatArray("m", "n"), "x": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("M", "x"),
     check=_points_in_ball("x"),
@@ -523,10 +518,8 @@ def mobius_matvec_backward(residuals, g_o):
 
 
 # -- exp and log maps at any point, distance ---------------------------------------------------
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"x": Float("...", "n"), "v": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"x": FloatArray("...", "n"), "v": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("x", "v"),
     check=_points_in_ball("x"),
@@ -601,10 +594,8 @@ def _minus_x_plus_y_norms(x: np.ndarray, y: np.ndarray, c: float):
     return beta_x, beta_y, q, q / denominator, beta_x * beta_y / denominator
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"x": Float("...", "n"), "y": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"x": FloatArray("...", "n"), "y": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("v",),
     differentiable=("x", "y"),
     check=_points_in_ball("x", "y"),
@@ -667,10 +658,8 @@ def poincare_logmap_backward(residuals, g_v):
     return g_x, g_y
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"x": Float("...", "n"), "y": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"x": FloatArray("...", "n"), "y": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("d",),
     differentiable=("x", "y"),
     check=_points_in_ball("x", "y"),
@@ -767,14 +756,12 @@ def _gyration_backward(residuals, g_o):
     return g_a, g_b, g_v
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
+@op(
     inputs={
-        "a": Float("...", "n"),
-        "b": Float("...", "n"),
-        "v": Float("...", "n"),
-        "c": Real(0, low_open=True),
+        "a": FloatArray("...", "n"),
+        "b": FloatArray("...", "n"),
+        "v": FloatArray("...", "n"),
+        "c": RealScalar(0, low_open=True),
     },
     outputs=("o",),
     differentiable=("a", "b", "v"),
@@ -836,14 +823,12 @@ def poincare_gyration_backward(residuals, g_o):
     return _gyration_backward(residuals, g_o)
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
+@op(
     inputs={
-        "x": Float("...", "n"),
-        "y": Float("...", "n"),
-        "v": Float("...", "n"),
-        "c": Real(0, low_open=True),
+        "x": FloatArray("...", "n"),
+        "y": FloatArray("...", "n"),
+        "v": FloatArray("...", "n"),
+        "c": RealScalar(0, low_open=True),
     },
     outputs=("o",),
     differentiable=("x", "y", "v"),
@@ -916,10 +901,12 @@ def _check_finite_x(arguments: Mapping[str, Any]) -> None:
         raise ArgumentError("x", "finite values", f"{float(x.reshape(-1)[first])} at flat index {first}")
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"x": Float("...", "n"), "c": Real(0, low_open=True), "eps": Real(high=1, high_open=True)},
+@op(
+    inputs={
+        "x": FloatArray("...", "n"),
+        "c": RealScalar(0, low_open=True),
+        "eps": RealScalar(high=1, high_open=True),
+    },
     outputs=("o",),
     check=_check_finite_x,
 )

@@ -9,11 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .._deviations import Example, known_deviation
-from .._op import defop
-from .._papers import POINCARE_RESNET
-from .._spec import ArgumentError, Float, Real, array_namespace
-from .poincare import (
+from ..authoring import ArgumentError, Example, FloatArray, RealScalar, array_namespace, known_deviation, op
+from .poincare import (  # PAPER: the paper of this module's ops (read by @op)
+    PAPER,  # noqa: F401
     _c_squared_norm,
     _require_inside_ball,
     _row_dot,
@@ -67,10 +65,8 @@ def _midpoint_backward(residuals, g_m):
     return 2 * w * g_m / denominator + 2 * g_spread * w * centred + 2 * c * w * w * g_w * points
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
-    inputs={"points": Float("B", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"points": FloatArray("B", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("m",),
     differentiable=("points",),
     check=_check_points_in_ball,
@@ -175,14 +171,12 @@ def _check_batch_norm(arguments: Mapping[str, Any]) -> None:
             )
 
 
-@defop(
-    family="layers",
-    paper=POINCARE_RESNET,
+@op(
     inputs={
-        "x": Float("B", "n"),
-        "gamma": Float(),
-        "beta": Float("n"),
-        "c": Real(0, low_open=True),
+        "x": FloatArray("B", "n"),
+        "gamma": FloatArray(),
+        "beta": FloatArray("n"),
+        "c": RealScalar(0, low_open=True),
     },
     outputs=("out",),
     differentiable=("x", "gamma", "beta"),

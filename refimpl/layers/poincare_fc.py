@@ -9,12 +9,19 @@ from typing import Any
 
 import numpy as np
 
-from .._deviations import Example, known_deviation
-from .._errors import InputError
-from .._op import defop
-from .._papers import POINCARE_RESNET
-from .._spec import ArgumentError, Choice, Float, Integer, Real
-from .poincare import (
+from ..authoring import (
+    ArgumentError,
+    Example,
+    FloatArray,
+    InputError,
+    IntScalar,
+    OneOf,
+    RealScalar,
+    known_deviation,
+    op,
+)
+from .poincare import (  # PAPER: the paper of this module's ops (read by @op)
+    PAPER,  # noqa: F401
     _c_squared_norm,
     _require_inside_ball,
     expmap0_factors,
@@ -31,8 +38,8 @@ __all__ = [
     "poincare_relu",
     "poincare_residual",
 ]
+EXPORTS = ("poincare_identity_init",)  # a helper exported by refimpl.layers beside the ops
 
-PAPER = POINCARE_RESNET  # van Spengler, Berkhout, Mettes, arXiv:2303.14027 (the catalog's [159])
 HNNPP = "Shimizu, Mukuta and Harada, *Hyperbolic Neural Networks++*, arXiv:2006.08210"
 
 
@@ -51,10 +58,13 @@ def _check_fc(arguments: Mapping[str, Any]) -> None:
     _require_inside_ball("x", arguments["x"], arguments["c"])
 
 
-@defop(
-    family="layers",
-    paper=PAPER,
-    inputs={"x": Float("...", "n"), "Z": Float("n", "m"), "r": Float("m"), "c": Real(0, low_open=True)},
+@op(
+    inputs={
+        "x": FloatArray("...", "n"),
+        "Z": FloatArray("n", "m"),
+        "r": FloatArray("m"),
+        "c": RealScalar(0, low_open=True),
+    },
     outputs=("y",),
     differentiable=("x", "Z", "r"),
     check=_check_fc,
@@ -261,10 +271,8 @@ def _check_x_in_ball(arguments: Mapping[str, Any]) -> None:
     _require_inside_ball("x", arguments["x"], arguments["c"])
 
 
-@defop(
-    family="layers",
-    paper=PAPER,
-    inputs={"x": Float("...", "k", "d"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"x": FloatArray("...", "k", "d"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("x",),
     check=_check_x_in_ball,
@@ -356,17 +364,15 @@ def _output_size(size: int, kernel_size: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel_size) // stride + 1
 
 
-@defop(
-    family="layers",
-    paper=PAPER,
+@op(
     inputs={
-        "x": Float("B", "H", "W", "n"),
-        "Z": Float("K", "m"),
-        "r": Float("m"),
-        "c": Real(0, low_open=True),
-        "kernel_size": Integer(1),
-        "stride": Integer(1),
-        "padding": Integer(0),
+        "x": FloatArray("B", "H", "W", "n"),
+        "Z": FloatArray("K", "m"),
+        "r": FloatArray("m"),
+        "c": RealScalar(0, low_open=True),
+        "kernel_size": IntScalar(1),
+        "stride": IntScalar(1),
+        "padding": IntScalar(0),
     },
     outputs=("y",),
     differentiable=("x", "Z", "r"),
@@ -493,10 +499,8 @@ def _tangent_relu_backward(residuals, g_o):
     return f_log * g_v + c * h_log * _sum_last(g_v * x) * x
 
 
-@defop(
-    family="layers",
-    paper=PAPER,
-    inputs={"x": Float("...", "n"), "c": Real(0, low_open=True)},
+@op(
+    inputs={"x": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("x",),
     check=_check_x_in_ball,
@@ -559,14 +563,12 @@ def _check_residual(arguments: Mapping[str, Any]) -> None:
     _require_inside_ball("x", arguments["x"], arguments["c"])
 
 
-@defop(
-    family="layers",
-    paper=PAPER,
+@op(
     inputs={
-        "fx": Float("...", "n"),
-        "x": Float("...", "n"),
-        "c": Real(0, low_open=True),
-        "activation": Choice(*ACTIVATIONS),
+        "fx": FloatArray("...", "n"),
+        "x": FloatArray("...", "n"),
+        "c": RealScalar(0, low_open=True),
+        "activation": OneOf(*ACTIVATIONS),
     },
     outputs=("o",),
     differentiable=("fx", "x"),

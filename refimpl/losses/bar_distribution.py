@@ -7,9 +7,18 @@ import math
 
 import numpy as np
 
-from .._blocks import log_softmax, softmax
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Flag, Float, Integer, array_namespace
+from ..authoring import (
+    ArgumentError,
+    Flag,
+    FloatArray,
+    IntScalar,
+    OneOf,
+    Paper,
+    array_namespace,
+    log_softmax,
+    op,
+    softmax,
+)
 
 __all__ = [
     "HALF_NORMAL_MEDIAN",
@@ -133,14 +142,12 @@ def _p_minus_onehot(p: np.ndarray, k: np.ndarray) -> np.ndarray:
 
 
 # -- bar_distribution_nll ---------------------------------------------------------------
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("...", "M"),
-        "borders": Float("N"),
-        "y": Float("..."),
-        "reduction": Choice("mean", "sum", "none"),
+        "z": FloatArray("...", "M"),
+        "borders": FloatArray("N"),
+        "y": FloatArray("..."),
+        "reduction": OneOf("mean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("z",),
@@ -212,14 +219,12 @@ def _tail_scales(borders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (borders[1] - borders[0]) / q, (borders[-1] - borders[-2]) / q
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("...", "M"),
-        "borders": Float("N"),
-        "y": Float("..."),
-        "reduction": Choice("mean", "sum", "none"),
+        "z": FloatArray("...", "M"),
+        "borders": FloatArray("N"),
+        "y": FloatArray("..."),
+        "reduction": OneOf("mean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("z", "y"),
@@ -324,10 +329,8 @@ def bucket_means(borders: np.ndarray, full_support: bool = True) -> np.ndarray:
     return means
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
-    inputs={"z": Float("...", "M"), "borders": Float("N"), "full_support": Flag()},
+@op(
+    inputs={"z": FloatArray("...", "M"), "borders": FloatArray("N"), "full_support": Flag()},
     outputs=("mean",),
     differentiable=("z",),
     check=_check_mean,
@@ -424,10 +427,8 @@ def _check_quantiles(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
-    inputs={"ys": Float("..."), "num_buckets": Integer(1), "full_range": Float(2, optional=True)},
+@op(
+    inputs={"ys": FloatArray("..."), "num_buckets": IntScalar(1), "full_range": FloatArray(2, optional=True)},
     outputs=("borders",),
     check=_check_quantiles,
 )

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import log_softmax, reduce_rows, row_weights
-from .._op import Paper, defop
-from .._spec import Choice, Float, Int, Real
+from ..authoring import (
+    FloatArray,
+    IntArray,
+    OneOf,
+    Paper,
+    RealScalar,
+    log_softmax,
+    op,
+    reduce_rows,
+    row_weights,
+)
 
 __all__ = ["PAPER", "comp_sum_loss"]
 
@@ -17,14 +25,12 @@ PAPER = Paper(
 )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("B", "K"),
-        "y": Int("B", low=0, high="K"),
-        "tau": Real(0),
-        "reduction": Choice("mean", "sum", "none"),
+        "z": FloatArray("B", "K"),
+        "y": IntArray("B", low=0, high="K"),
+        "tau": RealScalar(0),
+        "reduction": OneOf("mean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("z",),

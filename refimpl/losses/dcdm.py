@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._op import Paper, defop
-from .._spec import ArgumentError, Float
+from ..authoring import ArgumentError, FloatArray, Paper, op
 
 __all__ = ["PAPER", "dcdm_loss"]
 
@@ -51,10 +50,8 @@ def _check(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
-    inputs={"A": Float("n", "n"), "b": Float("B", "n"), "q": Float("B", "n")},
+@op(
+    inputs={"A": FloatArray("n", "n"), "b": FloatArray("B", "n"), "q": FloatArray("B", "n")},
     outputs=("loss",),
     differentiable=("q",),
     check=_check,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import log_softmax
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Float, Real
+from ..authoring import ArgumentError, FloatArray, OneOf, Paper, RealScalar, log_softmax, op
 
 __all__ = ["PAPER", "distillation_kl"]
 
@@ -26,16 +24,14 @@ def _check(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "z_student": Float("...", "K"),
-        "z_teacher": Float("...", "K"),
-        "temperature": Real(0, low_open=True),
-        "scale": Choice("T2", "none"),
-        "form": Choice("kl", "cross_entropy"),
-        "reduction": Choice("mean", "batchmean", "sum", "none"),
+        "z_student": FloatArray("...", "K"),
+        "z_teacher": FloatArray("...", "K"),
+        "temperature": RealScalar(0, low_open=True),
+        "scale": OneOf("T2", "none"),
+        "form": OneOf("kl", "cross_entropy"),
+        "reduction": OneOf("mean", "batchmean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("z_student", "z_teacher"),

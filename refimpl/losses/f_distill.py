@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._deviations import Example, known_deviation
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Flag, Float, Int, Real
+from ..authoring import (
+    ArgumentError,
+    Example,
+    Flag,
+    FloatArray,
+    IntArray,
+    OneOf,
+    Paper,
+    RealScalar,
+    known_deviation,
+    op,
+)
 
 __all__ = ["DIVERGENCES", "PAPER", "f_divergence_weight", "vsd_loss", "weighting_function"]
 
@@ -56,16 +65,14 @@ def _check_weight(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "logit": Float("B"),
-        "time_bin": Int("B", low=0, optional=True),
-        "divergence": Choice(*DIVERGENCES),
-        "logit_clip": Real(0, low_open=True),
-        "ratio_lower": Real(0, low_open=True),
-        "ratio_upper": Real(0, low_open=True),
+        "logit": FloatArray("B"),
+        "time_bin": IntArray("B", low=0, optional=True),
+        "divergence": OneOf(*DIVERGENCES),
+        "logit_clip": RealScalar(0, low_open=True),
+        "ratio_lower": RealScalar(0, low_open=True),
+        "ratio_upper": RealScalar(0, low_open=True),
         "ratio_normalization": Flag(),
         "normalize": Flag(),
     },
@@ -164,14 +171,12 @@ def _check_vsd(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "x": Float("..."),
-        "x0_fake": Float("..."),
-        "x0_teacher": Float("..."),
-        "h": Float("B"),
+        "x": FloatArray("..."),
+        "x0_fake": FloatArray("..."),
+        "x0_teacher": FloatArray("..."),
+        "h": FloatArray("B"),
     },
     outputs=("loss",),
     differentiable=("x",),

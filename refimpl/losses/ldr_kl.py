@@ -6,9 +6,22 @@ import math
 
 import numpy as np
 
-from .._blocks import reduce_rows, row_weights, sigmoid, softmax, softplus
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Flag, Float, Int, Real, array_namespace
+from ..authoring import (
+    ArgumentError,
+    Flag,
+    FloatArray,
+    IntArray,
+    OneOf,
+    Paper,
+    RealScalar,
+    array_namespace,
+    op,
+    reduce_rows,
+    row_weights,
+    sigmoid,
+    softmax,
+    softplus,
+)
 
 __all__ = [
     "ALDR_PROBABILITY_FLOOR",
@@ -118,16 +131,14 @@ def _check_normalization(arguments) -> None:
 
 
 # -- LDR-KL -----------------------------------------------------------------------------
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("B", "K"),
-        "y": Int("B", low=0, high="K"),
-        "c": Real(0),
-        "lam": Real(0, low_open=True),
-        "normalize": Choice(*NORMALIZATIONS),
-        "reduction": Choice("mean", "sum", "none"),
+        "z": FloatArray("B", "K"),
+        "y": IntArray("B", low=0, high="K"),
+        "c": RealScalar(0),
+        "lam": RealScalar(0, low_open=True),
+        "normalize": OneOf(*NORMALIZATIONS),
+        "reduction": OneOf("mean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("z",),
@@ -233,21 +244,19 @@ def _check_aldr_update(arguments) -> None:
 
 
 ALDR_INPUTS = {
-    "z": Float("B", "K"),
-    "y": Int("B", low=0, high="K"),
-    "lam": Float("N"),
-    "ids": Int("B", low=0, high="N"),
-    "c": Real(0),
-    "lam0": Real(0, low_open=True),
-    "alpha": Real(1, low_open=True),
-    "normalize": Choice(*NORMALIZATIONS),
+    "z": FloatArray("B", "K"),
+    "y": IntArray("B", low=0, high="K"),
+    "lam": FloatArray("N"),
+    "ids": IntArray("B", low=0, high="N"),
+    "c": RealScalar(0),
+    "lam0": RealScalar(0, low_open=True),
+    "alpha": RealScalar(1, low_open=True),
+    "normalize": OneOf(*NORMALIZATIONS),
 }
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
-    inputs={**ALDR_INPUTS, "reduction": Choice("mean", "sum", "none")},
+@op(
+    inputs={**ALDR_INPUTS, "reduction": OneOf("mean", "sum", "none")},
     outputs=("loss",),
     differentiable=("z",),
     check=_check_aldr,
@@ -311,9 +320,7 @@ def aldr_kl_loss_backward(residuals, g_loss):
     return ldr_kl_loss_backward(residuals, g_loss)
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={**ALDR_INPUTS, "update_without_margin": Flag()},
     outputs=("lam",),
     check=_check_aldr_update,

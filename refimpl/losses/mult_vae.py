@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import log_softmax, softmax
-from .._op import Paper, defop
-from .._spec import ArgumentError, Float, Int, Integer, Real, array_namespace
+from ..authoring import (
+    ArgumentError,
+    FloatArray,
+    IntArray,
+    IntScalar,
+    Paper,
+    RealScalar,
+    array_namespace,
+    log_softmax,
+    op,
+    softmax,
+)
 
 __all__ = [
     "ANNEAL_CAP",
@@ -38,10 +47,8 @@ def _check_counts(arguments) -> None:
         raise ArgumentError("x", "finite click counts >= 0", f"a value {float(bad)!r}")
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
-    inputs={"logits": Float("...", "I"), "x": Float("...", "I")},
+@op(
+    inputs={"logits": FloatArray("...", "I"), "x": FloatArray("...", "I")},
     outputs=("log_likelihood",),
     differentiable=("logits",),
     check=_check_counts,
@@ -94,15 +101,13 @@ def multinomial_log_likelihood_backward(residuals, g_log_likelihood):
     return (g * (x - p * x.sum(axis=-1, keepdims=True)),)
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "logits": Float("B", "I"),
-        "x": Float("B", "I"),
-        "mu": Float("B", "d"),
-        "logvar": Float("B", "d"),
-        "beta": Real(0),
+        "logits": FloatArray("B", "I"),
+        "x": FloatArray("B", "I"),
+        "mu": FloatArray("B", "d"),
+        "logvar": FloatArray("B", "d"),
+        "beta": RealScalar(0),
     },
     outputs=("loss",),
     differentiable=("logits", "mu", "logvar"),
@@ -186,13 +191,11 @@ def mult_vae_loss_backward(residuals, g_loss):
     return g_logits, g_mu, g_logvar
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "update_count": Int("N", low=0),
-        "anneal_cap": Real(0),
-        "total_anneal_steps": Integer(0),
+        "update_count": IntArray("N", low=0),
+        "anneal_cap": RealScalar(0),
+        "total_anneal_steps": IntScalar(0),
     },
     outputs=("beta",),
 )

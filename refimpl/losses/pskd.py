@@ -4,9 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import log_softmax, reduce_rows, row_weights, softmax
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Flag, Float, Int, Integer, Real, array_namespace
+from ..authoring import (
+    ArgumentError,
+    Flag,
+    FloatArray,
+    IntArray,
+    IntScalar,
+    OneOf,
+    Paper,
+    RealScalar,
+    array_namespace,
+    log_softmax,
+    op,
+    reduce_rows,
+    row_weights,
+    softmax,
+)
 
 __all__ = ["PAPER", "pskd_alpha_schedule", "pskd_loss", "pskd_memory_update", "pskd_targets"]
 
@@ -29,13 +42,11 @@ def _check_schedule(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "epochs": Int("N", low=0),
-        "end_epoch": Integer(1),
-        "alpha_T": Real(0, 1),
+        "epochs": IntArray("N", low=0),
+        "end_epoch": IntScalar(1),
+        "alpha_T": RealScalar(0, 1),
     },
     outputs=("alpha_t",),
     check=_check_schedule,
@@ -73,14 +84,12 @@ def pskd_alpha_schedule(epochs, *, end_epoch, alpha_T=0.8):  # noqa: N803 - the 
     return alpha_t, None
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "y": Int("B", low=0, high="K"),
-        "idx": Int("B", low=0, high="N"),
-        "memory": Float("N", "K"),
-        "alpha_t": Real(0, 1),
+        "y": IntArray("B", low=0, high="K"),
+        "idx": IntArray("B", low=0, high="N"),
+        "memory": FloatArray("N", "K"),
+        "alpha_t": RealScalar(0, 1),
         "first_epoch": Flag(),
     },
     outputs=("targets",),
@@ -126,13 +135,11 @@ def pskd_targets(y, idx, memory, *, alpha_t, first_epoch=False):
     return (1 - alpha) * one_hot + alpha * memory[idx], None
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("B", "K"),
-        "targets": Float("B", "K"),
-        "reduction": Choice("mean", "sum", "none"),
+        "z": FloatArray("B", "K"),
+        "targets": FloatArray("B", "K"),
+        "reduction": OneOf("mean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("z",),
@@ -197,13 +204,11 @@ def _check_unique_idx(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "memory": Float("N", "K"),
-        "idx": Int("B", low=0, high="N"),
-        "z": Float("B", "K"),
+        "memory": FloatArray("N", "K"),
+        "idx": IntArray("B", low=0, high="N"),
+        "z": FloatArray("B", "K"),
     },
     outputs=("memory",),
     check=_check_unique_idx,

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import reduce_rows, row_weights, softmax, softmax_backward
-from .._deviations import Example, known_deviation
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Float
+from ..authoring import (
+    ArgumentError,
+    Example,
+    FloatArray,
+    OneOf,
+    Paper,
+    known_deviation,
+    op,
+    reduce_rows,
+    row_weights,
+    softmax,
+    softmax_backward,
+)
 
 __all__ = ["PAPER", "pinball_loss", "quantile_aggregation", "weighted_interval_score"]
 
@@ -35,14 +44,12 @@ def _heaviside_half(v: np.ndarray) -> np.ndarray:
     return (np.sign(v) + 1) / 2
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "y": Float("N"),
-        "q": Float("N", "L"),
-        "tau": Float("L"),
-        "reduction": Choice(*REDUCTIONS),
+        "y": FloatArray("N"),
+        "q": FloatArray("N", "L"),
+        "tau": FloatArray("L"),
+        "reduction": OneOf(*REDUCTIONS),
     },
     outputs=("loss",),
     differentiable=("q",),
@@ -131,14 +138,12 @@ def _check_interval_levels(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "y": Float("N"),
-        "q": Float("N", "L"),
-        "tau": Float("L"),
-        "reduction": Choice(*REDUCTIONS),
+        "y": FloatArray("N"),
+        "q": FloatArray("N", "L"),
+        "tau": FloatArray("L"),
+        "reduction": OneOf(*REDUCTIONS),
     },
     outputs=("loss",),
     differentiable=("q",),
@@ -234,12 +239,10 @@ def _check_theta(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "member_quantiles": Float("N", "J", "L"),
-        "theta": Float("..."),
+        "member_quantiles": FloatArray("N", "J", "L"),
+        "theta": FloatArray("..."),
     },
     outputs=("quantiles",),
     differentiable=("member_quantiles", "theta"),

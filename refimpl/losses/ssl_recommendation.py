@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import l2_normalize_backward, log_softmax, reduce_rows, row_weights, softmax
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Flag, Float, Integer, Real
+from ..authoring import (
+    ArgumentError,
+    Flag,
+    FloatArray,
+    IntScalar,
+    OneOf,
+    Paper,
+    RealScalar,
+    l2_normalize_backward,
+    log_softmax,
+    op,
+    reduce_rows,
+    row_weights,
+    softmax,
+)
 
 __all__ = ["PAPER", "correlated_feature_masking", "cosine_infonce", "sampled_softmax_logq"]
 
@@ -47,15 +59,13 @@ def _infonce_rows(s: np.ndarray) -> np.ndarray:
     return -np.diagonal(log_softmax(s)).copy()
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("N", "D"),
-        "z_prime": Float("N", "D"),
-        "temperature": Real(0, low_open=True),
-        "alpha": Real(0),
-        "eps": Real(0),
+        "z": FloatArray("N", "D"),
+        "z_prime": FloatArray("N", "D"),
+        "temperature": RealScalar(0, low_open=True),
+        "alpha": RealScalar(0),
+        "eps": RealScalar(0),
         "symmetric": Flag(),
     },
     outputs=("loss",),
@@ -138,13 +148,11 @@ def cosine_infonce_backward(residuals, g_loss):
     )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "scores": Float("N", "N"),
-        "log_p": Float("N"),
-        "reduction": Choice("mean", "sum", "none"),
+        "scores": FloatArray("N", "N"),
+        "log_p": FloatArray("N"),
+        "reduction": OneOf("mean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("scores",),
@@ -220,10 +228,8 @@ def _check_mutual_information(arguments) -> None:
         )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
-    inputs={"mutual_information": Float("F", "F"), "seed_field": Integer(0)},
+@op(
+    inputs={"mutual_information": FloatArray("F", "F"), "seed_field": IntScalar(0)},
     outputs=("mask_view1", "mask_view2"),
     check=_check_mutual_information,
 )

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import reduce_rows, row_weights
-from .._deviations import Example, known_deviation
-from .._op import defop
-from .._papers import GROKKING_STABLEMAX
-from .._spec import Choice, Flag, Float, Int
+from ..authoring import (
+    Example,
+    Flag,
+    FloatArray,
+    IntArray,
+    OneOf,
+    Paper,
+    known_deviation,
+    op,
+    reduce_rows,
+    row_weights,
+)
 
 __all__ = ["stablemax", "stablemax_cross_entropy"]
+
+PAPER = Paper(
+    "Grokking at the Edge of Numerical Stability",
+    arxiv="2501.04697",
+    year=2025,
+    code="LucasPrietoAl/grokking-at-the-edge-of-numerical-stability",
+)
 
 
 def s_of(z: np.ndarray) -> np.ndarray:
@@ -27,10 +41,8 @@ def log_s_of(z: np.ndarray) -> np.ndarray:
     return np.sign(z) * np.log1p(np.abs(z))
 
 
-@defop(
-    family="losses",
-    paper=GROKKING_STABLEMAX,
-    inputs={"z": Float("...", "K")},
+@op(
+    inputs={"z": FloatArray("...", "K")},
     outputs=("p",),
     differentiable=("z",),
 )
@@ -82,13 +94,11 @@ def stablemax_backward(residuals, g_p):
     return (g_z,)
 
 
-@defop(
-    family="losses",
-    paper=GROKKING_STABLEMAX,
+@op(
     inputs={
-        "z": Float("B", "K"),
-        "y": Int("B", low=0, high="K"),
-        "reduction": Choice("mean", "sum", "none"),
+        "z": FloatArray("B", "K"),
+        "y": IntArray("B", low=0, high="K"),
+        "reduction": OneOf("mean", "sum", "none"),
         "compute_in_float64": Flag(),
     },
     outputs=("loss",),

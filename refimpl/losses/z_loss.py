@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import reduce_rows, row_weights, sigmoid, softplus
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Float, Int, Real, array_namespace
+from ..authoring import (
+    ArgumentError,
+    FloatArray,
+    IntArray,
+    OneOf,
+    Paper,
+    RealScalar,
+    array_namespace,
+    op,
+    reduce_rows,
+    row_weights,
+    sigmoid,
+    softplus,
+)
 
 __all__ = ["PAPER", "z_loss"]
 
@@ -33,16 +44,14 @@ def _check(arguments) -> None:
             )
 
 
-@defop(
-    family="losses",
-    paper=PAPER,
+@op(
     inputs={
-        "o": Float("B", "D"),
-        "c": Int("B", low=0, high="D"),
-        "a": Real(0, low_open=True),
-        "b": Real(),
-        "eps": Real(0),
-        "reduction": Choice("mean", "sum", "none"),
+        "o": FloatArray("B", "D"),
+        "c": IntArray("B", low=0, high="D"),
+        "a": RealScalar(0, low_open=True),
+        "b": RealScalar(),
+        "eps": RealScalar(0),
+        "reduction": OneOf("mean", "sum", "none"),
     },
     outputs=("loss",),
     differentiable=("o",),

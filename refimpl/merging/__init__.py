@@ -1,22 +1,9 @@
 """Merging: combining the weights of several trained models.
 
-Ops in this family (one file per paper):
-
-* ``task_vector``, ``expert_merging``, ``expert_merging_coefficient_regularizer``,
-  ``hidden_state_mse`` — *Expert Merging: Model Merging with Unsupervised Expert Alignment
-  and Importance-Guided Layer Chunking*
+One file per paper; every op defined in the family's modules is exported here by itself
+(``refimpl list --family merging`` lists them, with their papers).
 """
 
-from .expert_merging import (
-    expert_merging,
-    expert_merging_coefficient_regularizer,
-    hidden_state_mse,
-    task_vector,
-)
+from ..authoring import export_family
 
-__all__ = [
-    "expert_merging",
-    "expert_merging_coefficient_regularizer",
-    "hidden_state_mse",
-    "task_vector",
-]
+__all__ = export_family(__name__)

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._op import Paper, defop
-from .._spec import ArgumentError, Flag, Float, Integer, Real, array_namespace
+from ..authoring import (
+    ArgumentError,
+    Flag,
+    FloatArray,
+    IntScalar,
+    Paper,
+    RealScalar,
+    array_namespace,
+    op,
+    sigmoid_and_slope,
+)
 
 __all__ = [
     "PAPER",
@@ -13,7 +22,6 @@ __all__ = [
     "expert_merging",
     "expert_merging_coefficient_regularizer",
     "hidden_state_mse",
-    "sigmoid_and_slope",
     "task_vector",
 ]
 
@@ -23,20 +31,6 @@ PAPER = Paper(
     year=2025,
     code="Littleor/ExpertMerging",
 )
-
-
-def sigmoid_and_slope(a):
-    """``α = sigmoid(a)`` and ``σ'(a) = α(1 − α)``, both without overflow or cancellation.
-
-    With ``e = exp(−|a|) ∈ (0, 1]``: ``α = 1/(1 + e)`` for a ≥ 0 and ``e/(1 + e)`` for a < 0
-    (exp never sees a positive argument), and ``α(1 − α) = e/(1 + e)²`` for both signs — the
-    form ``α·(1 − α)`` would round ``1 − α`` to 0 once α is within an ulp of 1.
-    """
-    xp = array_namespace(a)
-    e = xp.exp(-abs(a))
-    alpha = xp.where(a >= 0, 1 / (1 + e), e / (1 + e))
-    slope = e / ((1 + e) * (1 + e))
-    return alpha, slope
 
 
 def chunk_bounds(n: int, num_chunks: int, official_chunking: bool = True) -> np.ndarray:
@@ -66,10 +60,8 @@ def chunk_bounds(n: int, num_chunks: int, official_chunking: bool = True) -> np.
 
 
 # -- task vectors ------------------------------------------------------------------------
-@defop(
-    family="merging",
-    paper=PAPER,
-    inputs={"theta_expert": Float("..."), "theta_base": Float("...")},
+@op(
+    inputs={"theta_expert": FloatArray("..."), "theta_base": FloatArray("...")},
     outputs=("tau",),
     differentiable=("theta_expert", "theta_base"),
 )
@@ -114,13 +106,11 @@ def _check_merge(arguments) -> None:
         )
 
 
-@defop(
-    family="merging",
-    paper=PAPER,
+@op(
     inputs={
-        "theta_base": Float("..."),
-        "task_vectors": Float("...", "K"),
-        "a": Float("K", "C"),
+        "theta_base": FloatArray("..."),
+        "task_vectors": FloatArray("...", "K"),
+        "a": FloatArray("K", "C"),
         "official_chunking": Flag(),
     },
     outputs=("theta",),
@@ -232,14 +222,12 @@ def _check_regularizer(arguments) -> None:
         raise ArgumentError("a", "finite raw coefficients", "inf or nan")
 
 
-@defop(
-    family="merging",
-    paper=PAPER,
+@op(
     inputs={
-        "a": Float("..."),
-        "weight": Real(0),
-        "num_experts": Integer(1),
-        "target": Real(0, 1),
+        "a": FloatArray("..."),
+        "weight": RealScalar(0),
+        "num_experts": IntScalar(1),
+        "target": RealScalar(0, 1),
     },
     outputs=("loss",),
     differentiable=("a",),
@@ -300,10 +288,8 @@ def expert_merging_coefficient_regularizer_backward(residuals, g_loss):
 
 
 # -- the hidden-state alignment term ----------------------------------------------------------------
-@defop(
-    family="merging",
-    paper=PAPER,
-    inputs={"h_merged": Float("..."), "h_expert": Float("...")},
+@op(
+    inputs={"h_merged": FloatArray("..."), "h_expert": FloatArray("...")},
     outputs=("loss",),
     differentiable=("h_merged", "h_expert"),
 )

@@ -1,10 +1,9 @@
 """Optimizer steps: update rules as pure functions of parameters, gradients and explicit state.
 
-Ops in this family (one file per paper):
-
-* ``lion_init``, ``lion_step`` — *Symbolic Discovery of Optimization Algorithms* (Lion)
+One file per paper; every op defined in the family's modules is exported here by itself
+(``refimpl list --family optim`` lists them, with their papers).
 """
 
-from .lion import lion_init, lion_step
+from ..authoring import export_family
 
-__all__ = ["lion_init", "lion_step"]
+__all__ = export_family(__name__)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._op import defop
-from .._papers import LION
-from .._spec import Float, Real
+from ..authoring import FloatArray, Paper, RealScalar, op
 
 __all__ = ["lion_init", "lion_step"]
 
+PAPER = Paper(
+    "Symbolic Discovery of Optimization Algorithms",
+    arxiv="2302.06675",
+    year=2023,
+    code="google/automl (lion)",
+)
 
-@defop(
-    family="optim",
-    paper=LION,
-    inputs={"params": Float("...")},
+
+@op(
+    inputs={"params": FloatArray("...")},
     outputs=("momentum",),
     allow_empty=("...",),
 )
@@ -37,17 +40,15 @@ def lion_init(params):
     return np.zeros_like(params), None
 
 
-@defop(
-    family="optim",
-    paper=LION,
+@op(
     inputs={
-        "params": Float("..."),
-        "grads": Float("..."),
-        "momentum": Float("..."),
-        "lr": Real(0),
-        "beta1": Real(0, 1, high_open=True),
-        "beta2": Real(0, 1, high_open=True),
-        "weight_decay": Real(0),
+        "params": FloatArray("..."),
+        "grads": FloatArray("..."),
+        "momentum": FloatArray("..."),
+        "lr": RealScalar(0),
+        "beta1": RealScalar(0, 1, high_open=True),
+        "beta2": RealScalar(0, 1, high_open=True),
+        "weight_decay": RealScalar(0),
     },
     outputs=("params", "momentum"),
     allow_empty=("...",),

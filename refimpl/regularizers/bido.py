@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Flag, Float, Int, Real
+from ..authoring import ArgumentError, Flag, FloatArray, IntArray, OneOf, Paper, RealScalar, op
 
 __all__ = [
     "PAPER",
@@ -167,12 +166,10 @@ def _at_least_two_samples(name: str):
 
 
 # -- gaussian_kernel_matrix -------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "Z": Float("m", "d"),
-        "sigma": Real(0, low_open=True),
+        "Z": FloatArray("m", "d"),
+        "sigma": RealScalar(0, low_open=True),
         "bandwidth_scales_with_dim": Flag(),
         "abs_distances": Flag(),
     },
@@ -244,10 +241,8 @@ def _gaussian_kernel_matrix_vjp(residuals, g_K):
 
 
 # -- hsic ---------------------------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"K": Float("m", "m"), "L": Float("m", "m")},
+@op(
+    inputs={"K": FloatArray("m", "m"), "L": FloatArray("m", "m")},
     outputs=("hsic",),
     differentiable=("K", "L"),
     check=_at_least_two_samples("K"),
@@ -299,10 +294,8 @@ def _hsic_vjp(residuals, g):
 
 
 # -- normalized_hsic ----------------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"K": Float("m", "m"), "L": Float("m", "m"), "epsilon": Real(0, low_open=True)},
+@op(
+    inputs={"K": FloatArray("m", "m"), "L": FloatArray("m", "m"), "epsilon": RealScalar(0, low_open=True)},
     outputs=("nhsic",),
     differentiable=("K", "L"),
 )
@@ -361,10 +354,8 @@ def _normalized_hsic_vjp(residuals, g):
 
 
 # -- coco ---------------------------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"K": Float("m", "m"), "L": Float("m", "m"), "norm": Choice("spectral", "fro")},
+@op(
+    inputs={"K": FloatArray("m", "m"), "L": FloatArray("m", "m"), "norm": OneOf("spectral", "fro")},
     outputs=("coco",),
     differentiable=("K", "L"),
 )
@@ -437,22 +428,20 @@ def _dependence(measure, estimator, norm, epsilon):
     return value, backward
 
 
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "x": Float("B", "Dx"),
-        "features": Float("B", "F"),
-        "y": Int("B", low=0),
-        "lambda_x": Real(0),
-        "lambda_y": Real(0),
-        "measure": Choice("hsic", "coco"),
-        "estimator": Choice("biased", "normalized"),
-        "norm": Choice("spectral", "fro"),
-        "sigma": Real(0, low_open=True),
+        "x": FloatArray("B", "Dx"),
+        "features": FloatArray("B", "F"),
+        "y": IntArray("B", low=0),
+        "lambda_x": RealScalar(0),
+        "lambda_y": RealScalar(0),
+        "measure": OneOf("hsic", "coco"),
+        "estimator": OneOf("biased", "normalized"),
+        "norm": OneOf("spectral", "fro"),
+        "sigma": RealScalar(0, low_open=True),
         "bandwidth_scales_with_dim": Flag(),
         "abs_distances": Flag(),
-        "epsilon": Real(0, low_open=True),
+        "epsilon": RealScalar(0, low_open=True),
     },
     outputs=("loss", "dependence_xz", "dependence_zy"),
     differentiable=("features",),

@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import log_softmax, softmax, softmax_backward
-from .._op import Paper, defop
-from .._spec import ArgumentError, Flag, Float, Int, Real
+from ..authoring import (
+    ArgumentError,
+    Flag,
+    FloatArray,
+    IntArray,
+    Paper,
+    RealScalar,
+    log_softmax,
+    op,
+    softmax,
+    softmax_backward,
+)
 
 __all__ = ["CLAMP_HIGH", "CLAMP_LOW", "PAPER", "elr_loss", "elr_target_update"]
 
@@ -37,14 +46,12 @@ def _check_indices(arguments) -> None:
         )
 
 
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("B", "K"),
-        "idx": Int("B", low=0, high="N"),
-        "targets": Float("N", "K"),
-        "beta": Real(0, 1, high_open=True),
+        "z": FloatArray("B", "K"),
+        "idx": IntArray("B", low=0, high="N"),
+        "targets": FloatArray("N", "K"),
+        "beta": RealScalar(0, 1, high_open=True),
         "clamp": Flag(),
     },
     outputs=("new_targets",),
@@ -127,15 +134,13 @@ def _check_elr_loss(arguments) -> None:
             )
 
 
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "z": Float("B", "K"),
-        "y": Int("B", low=0, high="K"),
-        "idx": Int("B", low=0, high="N"),
-        "targets": Float("N", "K"),
-        "lam": Real(0),
+        "z": FloatArray("B", "K"),
+        "y": IntArray("B", low=0, high="K"),
+        "idx": IntArray("B", low=0, high="N"),
+        "targets": FloatArray("N", "K"),
+        "lam": RealScalar(0),
         "clamp": Flag(),
     },
     outputs=("loss",),

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import softmax, softmax_backward
-from .._op import Paper, defop
-from .._spec import Float, Int, Real
+from ..authoring import FloatArray, IntArray, Paper, RealScalar, op, softmax, softmax_backward
 
 __all__ = [
     "PAPER",
@@ -47,10 +45,8 @@ def _hessian_apply(p: np.ndarray, h: np.ndarray, V: np.ndarray) -> np.ndarray:
 
 
 # -- softmax_head_gradient ----------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"W": Float("K", "D"), "h": Float("n", "D"), "y": Int("n", low=0, high="K")},
+@op(
+    inputs={"W": FloatArray("K", "D"), "h": FloatArray("n", "D"), "y": IntArray("n", low=0, high="K")},
     outputs=("g",),
     differentiable=("W",),
 )
@@ -105,10 +101,8 @@ def _softmax_head_gradient_vjp(residuals, g_g):
 
 
 # -- softmax_head_hvp -----------------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"W": Float("K", "D"), "h": Float("n", "D"), "V": Float("K", "D")},
+@op(
+    inputs={"W": FloatArray("K", "D"), "h": FloatArray("n", "D"), "V": FloatArray("K", "D")},
     outputs=("hvp",),
     differentiable=("W", "V"),
 )
@@ -172,10 +166,8 @@ def _softmax_head_hvp_vjp(residuals, g_hvp):
 
 
 # -- softmax_head_hessian_diag --------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"W": Float("K", "D"), "h": Float("n", "D")},
+@op(
+    inputs={"W": FloatArray("K", "D"), "h": FloatArray("n", "D")},
     outputs=("diag",),
     differentiable=("W",),
 )
@@ -233,10 +225,8 @@ def _softmax_head_hessian_diag_vjp(residuals, g_diag):
 
 
 # -- hutchinson_hessian_diag ----------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"probes": Float("S", "P"), "hvps": Float("S", "P")},
+@op(
+    inputs={"probes": FloatArray("S", "P"), "hvps": FloatArray("S", "P")},
     outputs=("diag",),
 )
 def hutchinson_hessian_diag(probes, hvps):
@@ -281,17 +271,15 @@ def hutchinson_hessian_diag(probes, hvps):
 
 
 # -- hessian_alignment_penalty --------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "losses": Float("E"),
-        "grads": Float("E", "P"),
-        "curvatures": Float("E", "P"),
-        "mean_grad": Float("P"),
-        "mean_curvature": Float("P"),
-        "alpha": Real(0),
-        "beta": Real(0),
+        "losses": FloatArray("E"),
+        "grads": FloatArray("E", "P"),
+        "curvatures": FloatArray("E", "P"),
+        "mean_grad": FloatArray("P"),
+        "mean_curvature": FloatArray("P"),
+        "alpha": RealScalar(0),
+        "beta": RealScalar(0),
     },
     outputs=("loss", "penalty"),
     differentiable=("losses", "grads", "curvatures"),

@@ -7,8 +7,17 @@ from typing import Any
 
 import numpy as np
 
-from .._op import Paper, defop
-from .._spec import ArgumentError, Flag, Float, Int, Integer, Real, array_namespace
+from ..authoring import (
+    ArgumentError,
+    Flag,
+    FloatArray,
+    IntArray,
+    IntScalar,
+    Paper,
+    RealScalar,
+    array_namespace,
+    op,
+)
 
 __all__ = [
     "PAPER",
@@ -35,10 +44,8 @@ def _pair_margins(L: np.ndarray, margin: float) -> np.ndarray:
     return (L[:, :, None] - L[:, None, :]) + L.dtype.type(margin)
 
 
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"L": Float("Q", "n"), "margin": Real(0), "tie_active": Flag()},
+@op(
+    inputs={"L": FloatArray("Q", "n"), "margin": RealScalar(0), "tie_active": Flag()},
     outputs=("lol",),
     differentiable=("L",),
 )
@@ -180,13 +187,11 @@ def _masked_softmax_cross_entropy(logits: np.ndarray, keep: np.ndarray, labels: 
 
 
 # -- passage ranking ----------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "queries": Float("Q", "V"),
-        "corpus": Float("P", "V"),
-        "positives": Int("Q", "K", low=PADDING, high="P"),
+        "queries": FloatArray("Q", "V"),
+        "corpus": FloatArray("P", "V"),
+        "positives": IntArray("Q", "K", low=PADDING, high="P"),
     },
     outputs=("pr",),
     differentiable=("queries", "corpus"),
@@ -269,14 +274,12 @@ def query_ranking_rows(positives: np.ndarray, n_revisions: int) -> tuple[np.ndar
     return group_rows * n_revisions, originals[group_rows, slots]
 
 
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "queries": Float("Q", "V"),
-        "corpus": Float("P", "V"),
-        "positives": Int("Q", "K", low=PADDING, high="P"),
-        "n_revisions": Integer(1),
+        "queries": FloatArray("Q", "V"),
+        "corpus": FloatArray("P", "V"),
+        "positives": IntArray("Q", "K", low=PADDING, high="P"),
+        "n_revisions": IntScalar(1),
     },
     outputs=("qr",),
     differentiable=("queries", "corpus"),
@@ -358,10 +361,8 @@ def lol_query_ranking_loss_backward(residuals, g_qr):
 
 
 # -- sparsity ---------------------------------------------------------------------------------
-@defop(
-    family="regularizers",
-    paper=PAPER,
-    inputs={"queries": Float("Q", "V")},
+@op(
+    inputs={"queries": FloatArray("Q", "V")},
     outputs=("flops", "l1"),
     differentiable=("queries",),
 )

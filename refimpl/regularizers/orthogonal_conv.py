@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._deviations import Example, known_deviation
-from .._op import Paper, defop
-from .._spec import ArgumentError, Choice, Float, Integer
+from ..authoring import ArgumentError, Example, FloatArray, IntScalar, OneOf, Paper, known_deviation, op
 
 __all__ = ["PAPER", "kernel_autocorrelation", "l_orth"]
 
@@ -57,13 +55,11 @@ def _check_kernel(arguments) -> None:
         raise ArgumentError("kernel", "an odd spatial size k (1, 3, 5, …)", f"k = {k}")
 
 
-@defop(
-    family="regularizers",
-    paper=PAPER,
+@op(
     inputs={
-        "kernel": Float("M", "C", "k", "k"),
-        "stride": Integer(1),
-        "variant": Choice("achour", "wang2020"),
+        "kernel": FloatArray("M", "C", "k", "k"),
+        "stride": IntScalar(1),
+        "variant": OneOf("achour", "wang2020"),
     },
     outputs=("loss",),
     differentiable=("kernel",),

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import logsumexp, softmax, softmax_backward
-from .._op import Paper, defop
-from .._spec import ArgumentError, Float, Integer, Real
+from ..authoring import (
+    ArgumentError,
+    FloatArray,
+    IntScalar,
+    Paper,
+    RealScalar,
+    logsumexp,
+    op,
+    softmax,
+    softmax_backward,
+)
 
 __all__ = ["PAPER", "kl_dro_compositional_weights", "kl_dro_value", "kl_dro_weights"]
 
@@ -18,10 +26,8 @@ def _scaled_gaps(losses: np.ndarray, r: float) -> np.ndarray:
     return (losses - losses.max()) / losses.dtype.type(r)
 
 
-@defop(
-    family="reweighting",
-    paper=PAPER,
-    inputs={"losses": Float("N"), "r": Real(0, low_open=True)},
+@op(
+    inputs={"losses": FloatArray("N"), "r": RealScalar(0, low_open=True)},
     outputs=("weights",),
     differentiable=("losses",),
 )
@@ -77,10 +83,8 @@ def kl_dro_weights_backward(residuals, g_weights):
     return (g_losses,)
 
 
-@defop(
-    family="reweighting",
-    paper=PAPER,
-    inputs={"losses": Float("N"), "r": Real(0, low_open=True)},
+@op(
+    inputs={"losses": FloatArray("N"), "r": RealScalar(0, low_open=True)},
     outputs=("value",),
     differentiable=("losses",),
 )
@@ -141,15 +145,13 @@ def _check_log_u(arguments) -> None:
         )
 
 
-@defop(
-    family="reweighting",
-    paper=PAPER,
+@op(
     inputs={
-        "losses": Float("B"),
-        "log_u": Float(),
-        "r": Real(0, low_open=True),
-        "beta": Real(0, 1, low_open=True),
-        "n_train": Integer(1),
+        "losses": FloatArray("B"),
+        "log_u": FloatArray(),
+        "r": RealScalar(0, low_open=True),
+        "beta": RealScalar(0, 1, low_open=True),
+        "n_train": IntScalar(1),
     },
     outputs=("weights", "log_u_new"),
     check=_check_log_u,

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._op import defop
-from .._papers import LOSS_REWEIGHTING
-from .._spec import Choice, Float, Int, Integer, Real
+from ..authoring import FloatArray, IntArray, IntScalar, OneOf, Paper, RealScalar, op
 
 __all__ = [
     "BURNOUT_STEPS",
@@ -21,6 +19,13 @@ __all__ = [
 SPREAD_GUARD = 1e-6  # D = max(ℓmax − ℓmin, 1e-6): the official code's guard
 STRATEGIES = ("linupper", "quadratic", "extremes", "identity", "uniform")
 BURNOUT_STEPS = 1000  # the official trainer's default `burnout_steps`, used by every released config
+
+PAPER = Paper(
+    "Dynamic Loss-Based Sample Reweighting for Improved Large Language Model Pretraining",
+    arxiv="2502.06733",
+    year=2025,
+    code="sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025",
+)
 
 
 def normalized_losses(losses: np.ndarray, delta: float) -> np.ndarray:
@@ -38,14 +43,12 @@ def normalized_losses(losses: np.ndarray, delta: float) -> np.ndarray:
     return dtype(delta) * ((losses - l_min) - (l_max - losses)) / spread
 
 
-@defop(
-    family="reweighting",
-    paper=LOSS_REWEIGHTING,
+@op(
     inputs={
-        "losses": Float("N"),
-        "strategy": Choice(*STRATEGIES),
-        "r": Real(0, low_open=True),
-        "delta": Real(0, low_open=True),
+        "losses": FloatArray("N"),
+        "strategy": OneOf(*STRATEGIES),
+        "r": RealScalar(0, low_open=True),
+        "delta": RealScalar(0, low_open=True),
     },
     outputs=("weights",),
 )
@@ -125,13 +128,11 @@ def loss_based_sample_weights(losses, *, strategy, r, delta=1.0):
     return weights, None
 
 
-@defop(
-    family="reweighting",
-    paper=LOSS_REWEIGHTING,
+@op(
     inputs={
-        "losses": Float("N"),
-        "weights": Float("N"),
-        "world_size": Integer(1),
+        "losses": FloatArray("N"),
+        "weights": FloatArray("N"),
+        "world_size": IntScalar(1),
     },
     outputs=("objective",),
     differentiable=("losses",),
@@ -199,13 +200,11 @@ def loss_weighted_objective_backward(residuals, g_objective):
     return (g_losses,)
 
 
-@defop(
-    family="reweighting",
-    paper=LOSS_REWEIGHTING,
+@op(
     inputs={
-        "steps": Int("N", low=0),
-        "target_r": Real(0, low_open=True),
-        "burnout_steps": Integer(0),
+        "steps": IntArray("N", low=0),
+        "target_r": RealScalar(0, low_open=True),
+        "burnout_steps": IntScalar(0),
     },
     outputs=("temperature",),
 )

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._blocks import logsumexp, softmax
-from .._op import Paper, defop
-from .._spec import ArgumentError, Float, Int, Real
+from ..authoring import ArgumentError, FloatArray, IntArray, Paper, RealScalar, logsumexp, op, softmax
 
 __all__ = [
     "PAPER",
@@ -39,10 +37,8 @@ def _log_counts(counts: np.ndarray) -> np.ndarray:
         return np.log(counts)
 
 
-@defop(
-    family="reweighting",
-    paper=PAPER,
-    inputs={"counts": Float("D"), "tau": Real(0, low_open=True)},
+@op(
+    inputs={"counts": FloatArray("D"), "tau": RealScalar(0, low_open=True)},
     outputs=("probs",),
     check=_check_counts,
 )
@@ -84,10 +80,8 @@ def temperature_sampling_probs(counts, *, tau):
     return probs, None
 
 
-@defop(
-    family="reweighting",
-    paper=PAPER,
-    inputs={"counts": Float("D"), "tau": Real(0, low_open=True)},
+@op(
+    inputs={"counts": FloatArray("D"), "tau": RealScalar(0, low_open=True)},
     outputs=("weights",),
     check=_check_counts,
 )
@@ -150,10 +144,8 @@ def _check_schedule(arguments) -> None:
         raise ArgumentError("switch_steps", "strictly increasing stage starts", f"{switch_steps.tolist()}")
 
 
-@defop(
-    family="reweighting",
-    paper=PAPER,
-    inputs={"steps": Int("N", low=0), "taus": Float("S"), "switch_steps": Int("S", low=0)},
+@op(
+    inputs={"steps": IntArray("N", low=0), "taus": FloatArray("S"), "switch_steps": IntArray("S", low=0)},
     outputs=("temperature",),
     check=_check_schedule,
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.layers.poincare import SERIES_BELOW
 from refimpl.layers.poincare_fc import beta_concat_ratio
 

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.layers.poincare import PROJECT_EPS, SERIES_BELOW
 
 from .._fuse import kernel_set, xp_of

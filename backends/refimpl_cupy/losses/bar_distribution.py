@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows
 from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP, bucket_means
 
 from .._fuse import kernel_set, xp_of

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -51,12 +50,7 @@ def comp_sum_loss_backward(residuals, g_loss):
     k = kernels_for(z)
     batch, num_classes = z.shape
     g = g_loss.astype(z.dtype)
-    if reduction == "none":
-        w = g
-    elif reduction == "mean":
-        w = g / batch
-    else:
-        w = g
+    w = row_weights(g, reduction, batch)
     is_label = (xp.arange(num_classes)[None, :] == labels).astype(z.dtype)
     g_z = k.comp_sum_grad(z, m, inverse_total, is_label, (w * p_y_power)[:, None])
     return (g_z.astype(z.dtype),)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -99,12 +98,7 @@ def ldr_kl_loss_backward(residuals, g_loss):
     k = kernels_for(z)
     batch, num_classes = z.shape
     g = g_loss.astype(z.dtype)
-    if reduction == "none":
-        w = g[:, None]
-    elif reduction == "mean":
-        w = g / batch
-    else:
-        w = g
+    w = row_weights(g, reduction, batch)[:, None]
     g_z_tilde = k.label_grad(q, not_label, w)
     if normalize == "none":
         return (g_z_tilde.astype(z.dtype),)

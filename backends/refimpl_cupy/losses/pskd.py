@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -50,12 +49,7 @@ def pskd_loss_backward(residuals, g_loss):
     z, targets, m, inverse_total, target_mass, reduction = residuals
     k = kernels_for(z)
     g = g_loss.astype(z.dtype)
-    if reduction == "none":
-        w = g[:, None]
-    elif reduction == "mean":
-        w = g / z.shape[0]
-    else:
-        w = g
+    w = row_weights(g, reduction, z.shape[0])[:, None]
     return (k.pskd_grad(z, targets, m, inverse_total, target_mass, w).astype(z.dtype),)
 
 

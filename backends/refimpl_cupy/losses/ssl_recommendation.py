@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -88,10 +87,7 @@ def sampled_softmax_logq_backward(residuals, g_loss):
     log_probs, reduction = residuals
     xp = xp_of(log_probs)
     batch = log_probs.shape[0]
-    if reduction == "none":
-        w = g_loss[:, None]
-    else:
-        w = g_loss / batch if reduction == "mean" else g_loss
+    w = row_weights(g_loss, reduction, batch)[:, None]
     identity = xp.eye(batch, dtype=log_probs.dtype)
     g_scores = kernels_for(log_probs).softmax_ce_grad(xp.exp(log_probs), identity, w)
     return (g_scores.astype(log_probs.dtype, copy=False),)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -75,17 +74,11 @@ def stablemax_cross_entropy_backward(residuals, g_loss):
     k = kernels_for(work)
     batch = work.shape[0]
     g = g_loss.astype(work.dtype)
-    if reduction == "none":
-        scale = g[:, None]
-    elif reduction == "mean":
-        scale = g / batch
-    else:
-        scale = g
+    scale = row_weights(g, reduction, batch)[:, None]
     g_z = k.cross_entropy_grad(work, (1 / total)[:, None], scale)
     rows = xp.arange(batch)
     label_logit = work[rows, y]
-    row_scale = scale[:, 0] if reduction == "none" else scale
-    g_z[rows, y] -= row_scale / (1 + abs(label_logit))
+    g_z[rows, y] -= scale[:, 0] / (1 + abs(label_logit))
     return (g_z.astype(dtype),)
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -57,9 +56,7 @@ def z_loss_backward(residuals, g_loss):
     k = kernels_for(o)
     batch, num_outputs = o.shape
     g = g_loss.astype(o.dtype)
-    if reduction == "mean":
-        g = g / batch
-    factor = (-g * slope)[:, None] / sigma
+    factor = (-row_weights(g, reduction, batch) * slope)[:, None] / sigma
     is_label = (xp.arange(num_outputs)[None, :] == labels).astype(o.dtype)
     g_o = k.z_loss_grad(o, mu, 1 / sigma, z_c[:, None], is_label, factor, o.dtype.type(1 / num_outputs))
     return (g_o.astype(o.dtype),)

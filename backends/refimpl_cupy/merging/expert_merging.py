@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from refimpl import Impl
-from refimpl.merging.expert_merging import chunk_bounds, sigmoid_and_slope
+from refimpl.authoring import Impl, sigmoid_and_slope
+from refimpl.merging.expert_merging import chunk_bounds
 
 from .._fuse import kernel_set, xp_of
 

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 
 from .._fuse import kernel_set, xp_of
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.regularizers.elr import CLAMP_HIGH, CLAMP_LOW
 
 from .._fuse import kernel_set, xp_of

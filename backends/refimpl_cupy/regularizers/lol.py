@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.regularizers.lol import PADDING
 
 from .._fuse import kernel_set, xp_of

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 
 from .._fuse import kernel_set, xp_of
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 
 
 @njit(cache=True)

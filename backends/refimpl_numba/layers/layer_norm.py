@@ -17,7 +17,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 
 from .._buffers import output
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.layers.poincare_batchnorm import (
     BatchNormParts,
     chain_batch_norm_backward,

@@ -42,7 +42,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.layers.poincare import expmap0_factors, logmap0_factors
 from refimpl.layers.poincare_fc import beta_concat_ratio
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.layers.poincare import PROJECT_EPS, SERIES_BELOW
 
 from .poincare import (

@@ -14,8 +14,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows, row_weights
+from refimpl.authoring import Impl, reduce_rows, row_weights
 from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP, bucket_means
 
 from .._vmath import exp, row_log_sum_exp

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 
 from .._vmath import exp, row_log_sum_exp
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows, row_weights
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 MEAN, SUM, NONE = 0, 1, 2
 REDUCTION = {"mean": MEAN, "sum": SUM, "none": NONE}

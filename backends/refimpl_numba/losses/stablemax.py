@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows, row_weights
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._buffers import output
 

@@ -13,8 +13,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
-from refimpl._blocks import reduce_rows, row_weights
+from refimpl.authoring import Impl, reduce_rows, row_weights
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})

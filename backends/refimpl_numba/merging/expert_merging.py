@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
-from refimpl.merging.expert_merging import chunk_bounds, sigmoid_and_slope
+from refimpl.authoring import Impl, sigmoid_and_slope
+from refimpl.merging.expert_merging import chunk_bounds
 
 PIECE = 1 << 14  # elements per parallel piece of a reduction
 

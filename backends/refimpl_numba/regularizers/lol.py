@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.regularizers.lol import PADDING
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from refimpl import Impl
+from refimpl.authoring import Impl
 from refimpl.reweighting.loss_based import SPREAD_GUARD
 
 STRATEGY_CODES = {"linupper": 0, "quadratic": 1, "extremes": 2, "identity": 3}
