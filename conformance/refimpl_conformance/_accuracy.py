@@ -177,19 +177,26 @@ def _wrap(value: Any, computed: bool = False) -> Any:
 
 def _nudge(value: Any, magnitude: Any, noise: _Noise) -> Any:
     """``value + ρ·u·magnitude`` (in place when ``value`` is an array that can take it)."""
-    if not (isinstance(value, np.ndarray | np.floating) and np.asarray(value).dtype.kind == "f"):
+    if not (isinstance(value, np.ndarray | np.floating) and value.dtype.kind == "f"):
         return value
-    array = np.asarray(value)
-    size = np.abs(np.asarray(magnitude, dtype=np.float64))
-    size = np.where(np.isfinite(size), size, 0.0)  # ±inf (a mask, say) stays what it is
-    shift = noise.rho(np.broadcast_to(array, np.broadcast_shapes(array.shape, size.shape)))
-    shift = shift * noise.unit * size
-    if isinstance(value, np.ndarray) and value.ndim > 0 and value.flags.writeable:
-        with np.errstate(invalid="ignore", over="ignore"):
-            value += shift.astype(value.dtype, copy=False)
-        return value
+    size = (
+        np.abs(magnitude) if isinstance(magnitude, np.ndarray) else np.abs(np.asarray(magnitude, np.float64))
+    )
+    shape = value.shape if size.shape == value.shape else np.broadcast_shapes(value.shape, size.shape)
     with np.errstate(invalid="ignore", over="ignore"):
-        return np.asarray(array + shift, dtype=array.dtype)
+        shift = noise.rng.uniform(-noise.unit, noise.unit, size=shape)
+        shift *= size
+        if not np.isfinite(shift).all():  # ±inf (a mask, say) stays what it is
+            shift[~np.isfinite(shift)] = 0.0
+        if (
+            isinstance(value, np.ndarray)
+            and value.ndim > 0
+            and value.flags.writeable
+            and shape == value.shape
+        ):
+            value += shift.astype(value.dtype, copy=False)
+            return value
+        return np.asarray(value + shift, dtype=value.dtype)
 
 
 class Perturbed(np.ndarray):

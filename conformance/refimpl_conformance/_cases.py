@@ -85,7 +85,8 @@ class OpCases:
 
     ``random(rng, **dims)`` builds a sample from a generator and dimension sizes drawn
     from ``dims`` (inclusive ranges). ``edges()`` lists named edge cases and ``errors()``
-    the inputs that must be refused. ``tolerances`` widens the derived allowed error for every
+    the inputs that must be refused for a rule no argument spec states (what the specs state
+    is generated: :meth:`all_errors`). ``tolerances`` widens the derived allowed error for every
     sample of the op, per dtype (each with its ``reason``; rarely needed).
     """
 
@@ -97,6 +98,12 @@ class OpCases:
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     notes: Mapping[str, str] = field(default_factory=dict)  # flag -> what bug it catches
     compare_as: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]] | None = None
+
+    def all_errors(self) -> list[ErrorCase]:
+        """The hand-written error cases, then those generated from the op's specs."""
+        from ._generated_errors import generated_errors
+
+        return list(self.errors()) + generated_errors(self.op, self)
 
     def draw_dims(self, rng: np.random.Generator) -> dict[str, int]:
         return {name: int(rng.integers(low, high + 1)) for name, (low, high) in self.dims.items()}

@@ -199,7 +199,7 @@ def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report
             if not backend.supports(op):
                 continue
             if the_plan.sample_name is None:
-                report.results.extend(check_errors(op, backend, cases.errors()))
+                report.results.extend(check_errors(op, backend, cases.all_errors()))
             for sample in samples:
                 for dtype in the_plan.dtypes:
                     report.results.extend(check_sample(op, cases, backend, sample, dtype))

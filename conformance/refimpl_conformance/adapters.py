@@ -590,7 +590,7 @@ def check(
     if failing and op.deviations:
         _recognize(op, cases, backend, failing, report, no_grad, not forward_only)
     if errors:
-        report.results.extend(check_errors(op, backend, cases.errors()))
+        report.results.extend(check_errors(op, backend, cases.all_errors()))
     return report
 
 

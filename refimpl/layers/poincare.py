@@ -905,12 +905,12 @@ def _check_finite_x(arguments: Mapping[str, Any]) -> None:
     inputs={
         "x": FloatArray("...", "n"),
         "c": RealScalar(0, low_open=True),
-        "eps": RealScalar(high=1, high_open=True),
+        "eps": RealScalar(0, 1, high_open=True, optional=True),
     },
     outputs=("o",),
     check=_check_finite_x,
 )
-def poincare_project(x, *, c=1.0, eps=-1.0):
+def poincare_project(x, *, c=1.0, eps=None):
     r"""Project points onto the closed ball of radius ``(1 − eps)/√c`` (a numerical guard).
 
     Rows with ``‖x‖ > (1 − eps)/√c`` are scaled back to that norm along their direction;
@@ -919,14 +919,14 @@ def poincare_project(x, *, c=1.0, eps=-1.0):
 
         o = x · min(1, ((1 − eps)/√c) / ‖x‖)
 
-    ``eps < 0`` (the default, −1, the library's own convention) selects the library's
-    margin for the dtype: ``4e-3`` for float32, ``1e-5`` for float64 (``PROJECT_EPS``).
+    ``eps=None`` (the default) selects the library's margin for the dtype: ``4e-3`` for
+    float32, ``1e-5`` for float64 (``PROJECT_EPS``).
     Not differentiable here (a clamp, used as a guard; it has no VJP in this catalog).
 
     Args:
         x: points (any finite values), shape (..., n).
         c: curvature magnitude, > 0 (default 1).
-        eps: margin as a fraction of the radius, ``eps < 1``; negative: the dtype default.
+        eps: margin as a fraction of the radius, ``0 <= eps < 1``; None (default): the dtype's.
 
     Returns:
         o: projected points, same shape and dtype.
@@ -940,7 +940,7 @@ def poincare_project(x, *, c=1.0, eps=-1.0):
            [0.3, 0.4]])
     """
     c = float(c)
-    eps = PROJECT_EPS[np.dtype(x.dtype)] if eps < 0 else float(eps)
+    eps = PROJECT_EPS[np.dtype(x.dtype)] if eps is None else float(eps)
     max_norm = (1 - eps) / math.sqrt(c)
     norm = np.sqrt(np.sum(x * x, axis=-1, keepdims=True))
     outside = norm > max_norm

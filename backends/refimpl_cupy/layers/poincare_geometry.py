@@ -303,9 +303,9 @@ def poincare_parallel_transport_backward(residuals, g_o):
 
 
 # -- projection ----------------------------------------------------------------------------------
-def poincare_project_forward(x, *, c=1.0, eps=-1.0):
+def poincare_project_forward(x, *, c=1.0, eps=None):
     xp = xp_of(x)
-    eps = PROJECT_EPS[np.dtype(x.dtype)] if eps < 0 else float(eps)
+    eps = PROJECT_EPS[np.dtype(x.dtype)] if eps is None else float(eps)
     max_norm = _scalar((1 - eps) / math.sqrt(float(c)), x)
     norm = xp.sqrt(_squared_norm(x))
     return kernels_for(x).project(x, norm, max_norm), None

@@ -580,9 +580,9 @@ def _project_rows(x, max_norm, o):
                 o[i, j] = x[i, j]
 
 
-def poincare_project_forward(x, *, c=1.0, eps=-1.0):
+def poincare_project_forward(x, *, c=1.0, eps=None):
     c = float(c)
-    eps = PROJECT_EPS[np.dtype(x.dtype)] if eps < 0 else float(eps)
+    eps = PROJECT_EPS[np.dtype(x.dtype)] if eps is None else float(eps)
     x_rows = _rows(x)
     o = np.empty_like(x_rows)
     _project_rows(x_rows, (1 - eps) / math.sqrt(c), o)

@@ -1,0 +1,180 @@
+"""Error cases generated from an op's argument specs.
+
+Most ways to call an op wrongly are already stated by its specs: a float array given as
+integers, a Python list, an array of the wrong rank, a dimension that disagrees with another
+argument, a label at the number of classes, a hyperparameter out of its range, a choice that
+is not one, a missing argument. :func:`generated_errors` takes a valid sample, breaks one
+argument at a time in each of those ways, and returns the calls as :class:`ErrorCase` s that
+must raise :class:`refimpl.InputError` naming that argument, on every backend. Hand-written
+error cases keep only the rules no spec can state (a point outside the ball, a non-symmetric
+level set, a repeated index).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import numpy as np
+
+import refimpl
+from refimpl import Op
+from refimpl.authoring import Scalar, Tensor
+
+from ._cases import ErrorCase, OpCases, Sample
+
+__all__ = ["generated_errors"]
+
+ELLIPSIS = "..."
+
+
+def _base_sample(cases: OpCases) -> Sample:
+    """A valid call to break: the first random sample (dimensions as the seed draws them)."""
+    return cases.random_sample(0)
+
+
+def _dims_of(op: Op, arguments: dict[str, Any]) -> dict[str, tuple[str, int]]:
+    """Each dimension symbol -> (the first argument that binds it, its size)."""
+    first: dict[str, tuple[str, int]] = {}
+    for name, spec in op.specs.items():
+        value = arguments.get(name)
+        if not isinstance(spec, Tensor) or not isinstance(value, np.ndarray):
+            continue
+        tail = spec.shape[1:] if spec.shape[:1] == (ELLIPSIS,) else spec.shape
+        for symbol, size in zip(tail, value.shape[value.ndim - len(tail) :], strict=True):
+            if isinstance(symbol, str):
+                first.setdefault(symbol, (name, int(size)))
+    return first
+
+
+def _tensor_mutations(op: Op, name: str, spec: Tensor, value: np.ndarray, dims) -> list[tuple[str, Any]]:
+    mutations: list[tuple[str, Any]] = []
+    if value.size:
+        mutations.append(("given as a Python list", value.tolist()))
+    if not spec.optional:
+        mutations.append(("given as None", None))
+    if spec.kind == "float":
+        mutations.append(("with an integer dtype", value.astype(np.int64)))
+        mutations.append(("in float16", value.astype(np.float16)))
+    elif spec.kind == "int":
+        mutations.append(("with a float dtype", value.astype(np.float64)))
+    else:
+        mutations.append(("with an integer dtype", value.astype(np.int64)))
+    has_ellipsis = spec.shape[:1] == (ELLIPSIS,)
+    tail = spec.shape[1:] if has_ellipsis else spec.shape
+    if not has_ellipsis:
+        mutations.append(("with an extra axis", value[None]))
+    elif tail and value.ndim == len(tail):
+        mutations.append(("missing an axis", value[..., 0] if value.shape[-1] else value.sum(axis=-1)))
+    offset = value.ndim - len(tail)
+    for axis, symbol in enumerate(tail):
+        if not isinstance(symbol, str) or symbol not in dims or dims[symbol][0] == name:
+            continue
+        grown = (
+            np.concatenate([value, np.take(value, [0], axis=offset + axis)], axis=offset + axis)
+            if value.shape[offset + axis]
+            else np.zeros(
+                tuple(1 if i == offset + axis else s for i, s in enumerate(value.shape)), value.dtype
+            )
+        )
+        mutations.append((f"one longer along {symbol} than '{dims[symbol][0]}' says", grown))
+    if spec.kind == "int" and value.size:
+        if spec.low is not None:
+            low = value.copy()
+            low.flat[0] = spec.low - 1
+            mutations.append((f"with a value below {spec.low}", low))
+        high = dims.get(spec.high, (None, None))[1] if isinstance(spec.high, str) else spec.high
+        if high is not None:
+            above = value.copy()
+            above.flat[-1] = high
+            mutations.append((f"with a value at the upper bound {high}", above))
+    return mutations
+
+
+def _scalar_mutations(spec: Scalar, value: Any) -> list[tuple[str, Any]]:
+    mutations: list[tuple[str, Any]] = []
+    if spec.kind == "choice":
+        mutations.append(("not one of the choices", "not-a-choice"))
+    elif spec.kind == "flag":
+        mutations.append(("a string, not a bool", "yes"))
+    else:
+        if spec.low is not None:
+            mutations.append(
+                (
+                    f"below its range ({'>' if spec.low_open else '>='} {spec.low:g})",
+                    spec.low - (0 if spec.low_open else 1),
+                )
+            )
+        if spec.high is not None:
+            mutations.append(
+                (
+                    f"above its range ({'<' if spec.high_open else '<='} {spec.high:g})",
+                    spec.high + (0 if spec.high_open else 1),
+                )
+            )
+        if spec.kind == "real":
+            mutations.append(("NaN", math.nan))
+        else:
+            mutations.append(("a float, not an integer", 1.5))
+        mutations.append(("an array, not a scalar", np.ones(2)))
+    if not spec.optional:
+        mutations.append(("given as None", None))
+    return mutations
+
+
+def generated_errors(op: Op | str, cases: OpCases) -> list[ErrorCase]:
+    """One :class:`ErrorCase` per way the specs say an argument of a valid call can be wrong."""
+    op = refimpl.get(op)
+    sample = _base_sample(cases)
+    bound = op.signature.bind(*sample.args, **sample.kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    dims = _dims_of(op, arguments)
+    generated: list[ErrorCase] = []
+    for name, spec in op.specs.items():
+        value = arguments[name]
+        if isinstance(spec, Tensor):
+            if not isinstance(value, np.ndarray):
+                continue
+            mutations = _tensor_mutations(op, name, spec, value, dims)
+        else:
+            if value is None:
+                continue
+            mutations = _scalar_mutations(spec, value)
+        for what, broken in mutations:
+            call = dict(arguments)
+            call[name] = broken
+            args, kwargs = _split(op, call)
+            generated.append(
+                ErrorCase(f"generated: '{name}' {what}", args, kwargs, match=f"argument '{name}'")
+            )
+    required = [
+        n
+        for n, p in op.signature.parameters.items()
+        if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD
+    ]
+    if required:
+        args, kwargs = _split(op, {k: v for k, v in arguments.items() if k != required[-1]})
+        generated.append(
+            ErrorCase(
+                f"generated: '{required[-1]}' missing", args, kwargs, match="missing a required argument"
+            )
+        )
+    return generated
+
+
+def _split(op: Op, arguments: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Positional-or-keyword arguments positionally (up to the first absent one), the rest by keyword."""
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    positional = True
+    for name, parameter in op.signature.parameters.items():
+        if name not in arguments:
+            positional = False
+            continue
+        if positional and parameter.kind == parameter.POSITIONAL_OR_KEYWORD:
+            args.append(arguments[name])
+        else:
+            kwargs[name] = arguments[name]
+    return tuple(args), kwargs
