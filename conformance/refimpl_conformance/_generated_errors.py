@@ -48,7 +48,9 @@ def _dims_of(op: Op, arguments: dict[str, Any]) -> dict[str, tuple[str, int]]:
     return first
 
 
-def _tensor_mutations(op: Op, name: str, spec: Tensor, value: np.ndarray, dims) -> list[tuple[str, Any]]:
+def _tensor_mutations(
+    op: Op, name: str, spec: Tensor, value: np.ndarray, dims, first_float: str | None
+) -> list[tuple[str, Any]]:
     mutations: list[tuple[str, Any]] = []
     if value.size:
         mutations.append(("given as a Python list", value.tolist()))
@@ -57,6 +59,11 @@ def _tensor_mutations(op: Op, name: str, spec: Tensor, value: np.ndarray, dims) 
     if spec.kind == "float":
         mutations.append(("with an integer dtype", value.astype(np.int64)))
         mutations.append(("in float16", value.astype(np.float16)))
+        if first_float is not None and first_float != name:  # nothing is cast to agree
+            other = np.float32 if value.dtype == np.float64 else np.float64
+            mutations.append(
+                (f"in {np.dtype(other)} beside a {value.dtype} '{first_float}'", value.astype(other))
+            )
     elif spec.kind == "int":
         mutations.append(("with a float dtype", value.astype(np.float64)))
     else:
@@ -67,6 +74,13 @@ def _tensor_mutations(op: Op, name: str, spec: Tensor, value: np.ndarray, dims) 
         mutations.append(("with an extra axis", value[None]))
     elif tail and value.ndim == len(tail):
         mutations.append(("missing an axis", value[..., 0] if value.shape[-1] else value.sum(axis=-1)))
+    elif tail and value.size:
+        mutations.append(("as a 0-d array", np.asarray(value.reshape(-1)[0])))
+    for axis, symbol in enumerate(tail):  # an empty axis the op does not allow
+        if isinstance(symbol, str) and symbol not in op.allow_empty and dims.get(symbol, (name,))[0] == name:
+            empty = np.take(value, [], axis=value.ndim - len(tail) + axis)
+            mutations.append((f"with no entries along {symbol}", empty))
+            break
     offset = value.ndim - len(tail)
     for axis, symbol in enumerate(tail):
         if not isinstance(symbol, str) or symbol not in dims or dims[symbol][0] == name:
@@ -131,13 +145,21 @@ def generated_errors(op: Op | str, cases: OpCases) -> list[ErrorCase]:
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     dims = _dims_of(op, arguments)
+    first_float = next(
+        (
+            n
+            for n, spec in op.specs.items()
+            if isinstance(spec, Tensor) and spec.kind == "float" and isinstance(arguments.get(n), np.ndarray)
+        ),
+        None,
+    )
     generated: list[ErrorCase] = []
     for name, spec in op.specs.items():
         value = arguments[name]
         if isinstance(spec, Tensor):
             if not isinstance(value, np.ndarray):
                 continue
-            mutations = _tensor_mutations(op, name, spec, value, dims)
+            mutations = _tensor_mutations(op, name, spec, value, dims, first_float)
         else:
             if value is None:
                 continue

@@ -6,7 +6,7 @@ import numpy as np
 
 import refimpl
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import OpCases, Sample, register
 
 NOTES = {
     "ZERO_B": "B = 0 (LoRA's initialization): the layer is the base layer, yet Ā = s·(G B)ᵀ X = 0 "
@@ -86,50 +86,12 @@ def _edges():
     ]
 
 
-def _errors():
-    x = np.zeros((3, 4))
-    W, A, B = np.zeros((2, 4)), np.zeros((3, 4)), np.zeros((2, 3))
-    return [
-        ErrorCase(
-            "A of another rank than B", (x, W, np.zeros((2, 4)), B), {"scale": 1.0}, match=r"'B'.*R = 2"
-        ),
-        ErrorCase(
-            "W with another in-dimension than x",
-            (x, np.zeros((2, 5)), A, B),
-            {"scale": 1.0},
-            match=r"'W'.*I = 4",
-        ),
-        ErrorCase(
-            "A with another in-dimension than x",
-            (x, W, np.zeros((3, 5)), B),
-            {"scale": 1.0},
-            match=r"'A'.*I = 4",
-        ),
-        ErrorCase(
-            "B with another out-dimension than W",
-            (x, W, A, np.zeros((5, 3))),
-            {"scale": 1.0},
-            match=r"'B'.*O = 2",
-        ),
-        ErrorCase(
-            "bias of the wrong length", (x, W, A, B, np.zeros(3)), {"scale": 1.0}, match=r"'bias'.*O = 2"
-        ),
-        ErrorCase("missing scale", (x, W, A, B), match=r"missing a required argument: 'scale'"),
-        ErrorCase("scale = nan", (x, W, A, B), {"scale": float("nan")}, match=r"'scale'.*finite"),
-        ErrorCase("scale as an array", (x, W, A, B), {"scale": np.ones(2)}, match=r"'scale'"),
-        ErrorCase("mixed dtypes", (x, W, A.astype(np.float32), B), {"scale": 1.0}, match="nothing is cast"),
-        ErrorCase("scalar x", (np.array(1.0), W, A, B), {"scale": 1.0}, match=r"'x'.*shape"),
-        ErrorCase("empty batch", (np.zeros((0, 4)), W, A, B), {"scale": 1.0}, match="non-empty batch"),
-    ]
-
-
 register(
     OpCases(
         "lora_linear",
         dims={"T": (1, 6), "I": (1, 8), "O": (1, 8), "R": (1, 4)},
         random=_random,
         edges=_edges,
-        errors=_errors,
         notes=NOTES,
     )
 )

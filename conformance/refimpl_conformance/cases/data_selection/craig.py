@@ -62,14 +62,8 @@ def _proxy_edges():
 def _proxy_errors():
     z, y = np.zeros((3, 4)), np.array([0, 1, 3])
     return [
-        ErrorCase("label out of range", (z, np.array([0, 1, 4])), match=r"'y'.*values in \[0, 4\)"),
         ErrorCase("use_linear without h", (z, y), {"use_linear": True}, match=r"'h'.*use_linear=True"),
         ErrorCase("h without use_linear", (z, y), {"h": np.zeros((3, 2))}, match=r"'h'.*None unless"),
-        ErrorCase(
-            "h with another row count", (z, y), {"h": np.zeros((2, 2)), "use_linear": True}, match=r"'h'"
-        ),
-        ErrorCase("float labels", (z, np.array([0.0, 1.0, 2.0])), match=r"'y'.*integer dtype"),
-        ErrorCase("integer logits", (np.zeros((3, 4), dtype=np.int64), y), match="float32 or float64"),
     ]
 
 
@@ -108,9 +102,6 @@ def _similarity_edges():
 def _similarity_errors():
     return [
         ErrorCase("NaN proxy", (np.array([[0.0], [np.nan]]),), match=r"'g'.*finite"),
-        ErrorCase("unknown kernel", (np.zeros((2, 2)),), {"kernel": "cosine"}, match=r"'kernel'.*one of"),
-        ErrorCase("block_size 0", (np.zeros((2, 2)),), {"block_size": 0}, match=r"'block_size'.*>= 1"),
-        ErrorCase("a vector", (np.zeros(3),), match=r"'g'.*shape \(n, d\)"),
     ]
 
 
@@ -207,10 +198,6 @@ def _greedy_errors():
         ErrorCase(
             "budget above the class size", (g, y, np.array([3, 1])), match=r"'budgets'.*k_0 = 3 > \|V_0\| = 2"
         ),
-        ErrorCase("negative budget", (g, y, np.array([-1, 1])), match=r"'budgets'.*values in \[0"),
-        ErrorCase(
-            "label outside the budgets", (g, np.array([0, 0, 2, 1]), np.array([1, 1])), match=r"'y'.*\[0, 2\)"
-        ),
         ErrorCase(
             "non-square precomputed similarity",
             (g, y, np.array([1, 1])),
@@ -220,8 +207,6 @@ def _greedy_errors():
         ErrorCase(
             "NaN proxy", (np.array([[0.0], [np.nan]]), np.array([0, 0]), np.array([1])), match=r"'g'.*finite"
         ),
-        ErrorCase("lazy as an int", (g, y, np.array([1, 1])), {"lazy": 1}, match=r"'lazy'.*a bool"),
-        ErrorCase("float budgets", (g, y, np.array([1.0, 1.0])), match=r"'budgets'.*integer dtype"),
     ]
 
 
@@ -284,11 +269,9 @@ def _weights_errors():
     g, y = np.zeros((4, 2)), np.array([0, 0, 1, 1])
     return [
         ErrorCase("repeated index", (g, y, np.array([1, 1])), match=r"'indices'.*distinct"),
-        ErrorCase("index out of range", (g, y, np.array([4])), match=r"'indices'.*\[0, 4\)"),
         ErrorCase(
             "non-square precomputed", (g, y, np.array([0])), {"kernel": "precomputed"}, match=r"'g'.*square"
         ),
-        ErrorCase("negative label", (g, np.array([0, -1, 1, 1]), np.array([0])), match=r"'y'.*\[0"),
     ]
 
 
@@ -347,8 +330,6 @@ def _split_errors():
             {"budget": 2},
             match=r"'decrement_order'.*permutation",
         ),
-        ErrorCase("negative count", (np.array([-1, 4]), np.arange(2)), {"budget": 2}, match=r"'counts'.*\[0"),
-        ErrorCase("budget missing", (counts, np.arange(2)), match=r"budget"),
     ]
 
 

@@ -152,16 +152,6 @@ def _mobius_errors():
             match=r"argument 'x'.*1/√c = 0\.5",
         ),
         ErrorCase("NaN in y", (x, np.array([[0.1, np.nan], [0.0, 0.0]])), match=r"argument 'y'.*nan"),
-        ErrorCase("c = 0", (x, x), {"c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c < 0 (a sphere, not a ball)", (x, x), {"c": -1.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c = inf", (x, x), {"c": float("inf")}, match=r"argument 'c'.*finite"),
-        ErrorCase("y of another width", (x, np.zeros((2, 3))), match=r"argument 'y'.*n = 2"),
-        ErrorCase("y with other batch dims", (x, np.zeros((3, 2))), match=r"nothing is broadcast"),
-        ErrorCase("one y for a batch of x", (x, np.zeros(2)), match=r"nothing is broadcast"),
-        ErrorCase("mixed dtypes", (x, x.astype(np.float32)), match="nothing is cast"),
-        ErrorCase(
-            "integer points", (np.zeros((2, 2), int), np.zeros((2, 2), int)), match="float32 or float64"
-        ),
     ]
 
 
@@ -225,26 +215,12 @@ def _expmap0_edges():
     ]
 
 
-def _scalar_errors(valid):
-    return [
-        ErrorCase("c = 0", (valid,), {"c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c < 0", (valid,), {"c": -0.5}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c = nan", (valid,), {"c": float("nan")}, match=r"argument 'c'.*finite"),
-        ErrorCase("c as an array", (valid,), {"c": np.ones(2)}, match=r"argument 'c'"),
-        ErrorCase("a 0-d array", (np.array(0.1),), match=r"shape \(\.\.\., n\)"),
-        ErrorCase("zero-width vectors", (np.zeros((2, 0)),), match=r"n >= 1"),
-        ErrorCase("integer input", (np.zeros((2, 2), int),), match="float32 or float64"),
-        ErrorCase("a Python list", ([[0.1, 0.2]],), match="an array"),
-    ]
-
-
 register(
     OpCases(
         "poincare_expmap0",
         dims={"B": (1, 6), "n": (1, 8)},
         random=_expmap0_random,
         edges=_expmap0_edges,
-        errors=lambda: _scalar_errors(np.array([[0.1, 5.0]])),
         notes=NOTES,
     )
 )
@@ -332,7 +308,6 @@ def _logmap0_errors():
             match=r"argument 'y'.*in row \(1, 1\)",
         ),
         ErrorCase("NaN in y", (np.array([[np.nan, 0.0]]),), match=r"argument 'y'.*nan"),
-        *_scalar_errors(np.array([[0.1, 0.5]])),
     ]
 
 
@@ -375,14 +350,6 @@ def _in_ball_errors(valid_args, name, position, kwargs=None):
             match=r"1/√c = 0\.1",
         ),
         ErrorCase(f"NaN in {name}", tuple(nan), kwargs, match=rf"argument '{name}'.*nan"),
-        ErrorCase("c = 0", tuple(valid_args), {**kwargs, "c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c < 0", tuple(valid_args), {**kwargs, "c": -1.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase(
-            "mixed dtypes",
-            tuple(a.astype(np.float32) if i == position else a for i, a in enumerate(valid_args)),
-            kwargs,
-            match="nothing is cast",
-        ),
     ]
 
 
@@ -397,10 +364,6 @@ def _two_points_errors(op_args, names):
             f"{names[1]} of another width",
             (x, np.zeros((2, 3)), *op_args[2:]),
             match=rf"argument '{names[1]}'.*n = 2",
-        ),
-        ErrorCase("other batch dims", (x, np.zeros((3, 2)), *op_args[2:]), match="nothing is broadcast"),
-        ErrorCase(
-            "integer points", tuple(np.zeros((2, 2), int) for _ in op_args), match="float32 or float64"
         ),
     ]
     return errors
@@ -473,11 +436,6 @@ def _scalar_mul_errors():
     r = np.array([0.5, 2.0])
     return [
         *_in_ball_errors((r, VALID_X), "x", 1),
-        ErrorCase(
-            "one r for the batch", (np.array(0.5), VALID_X), match=r"argument 'x'.*nothing is broadcast"
-        ),
-        ErrorCase("r of another length", (np.ones(3), VALID_X), match=r"nothing is broadcast"),
-        ErrorCase("r as a Python float", (0.5, VALID_X), match=r"argument 'r'.*an array"),
     ]
 
 
@@ -542,8 +500,6 @@ def _matvec_errors():
     M = np.array([[1.0, 0.5], [0.0, 2.0], [1.0, 1.0]])
     return [
         *_in_ball_errors((M, VALID_X), "x", 1),
-        ErrorCase("M of the wrong width", (np.ones((3, 4)), VALID_X), match=r"argument 'x'.*n = 4"),
-        ErrorCase("M as a vector", (np.ones(2), VALID_X), match=r"argument 'M'.*shape \(m, n\)"),
     ]
 
 
@@ -614,8 +570,6 @@ def _expmap_edges():
 def _expmap_errors():
     return [
         *_in_ball_errors((VALID_X, VALID_Y), "x", 0),
-        ErrorCase("v of another width", (VALID_X, np.zeros((2, 3))), match=r"argument 'v'.*n = 2"),
-        ErrorCase("one v for a batch", (VALID_X, np.zeros(2)), match="nothing is broadcast"),
     ]
 
 
@@ -881,9 +835,6 @@ def _project_errors():
     return [
         ErrorCase("NaN", (np.array([[0.1, np.nan]]),), match=r"argument 'x'.*finite"),
         ErrorCase("inf", (np.array([[np.inf, 0.0]]),), match=r"argument 'x'.*finite"),
-        ErrorCase("eps = 1", (VALID_X,), {"eps": 1.0}, match=r"argument 'eps'.*< 1"),
-        ErrorCase("c = 0", (VALID_X,), {"c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("integer input", (np.zeros((2, 2), int),), match="float32 or float64"),
     ]
 
 

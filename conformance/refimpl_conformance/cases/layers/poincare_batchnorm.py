@@ -116,15 +116,6 @@ def _midpoint_errors():
         ErrorCase("a point on the boundary", (np.array([[0.0, -1.0]]),), match=r"argument 'points'.*= 1\.0"),
         ErrorCase("inside for c = 1 but not for c = 100", (valid,), {"c": 100.0}, match=r"1/√c = 0\.1"),
         ErrorCase("NaN in a point", (np.array([[np.nan, 0.0]]),), match=r"argument 'points'.*nan"),
-        ErrorCase("c = 0", (valid,), {"c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c < 0", (valid,), {"c": -1.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c = inf", (valid,), {"c": float("inf")}, match=r"argument 'c'.*finite"),
-        ErrorCase("a single vector of shape (n,)", (valid[0],), match=r"shape \(B, n\)"),
-        ErrorCase("an empty batch", (np.zeros((0, 2)),), match=r"B >= 1"),
-        ErrorCase("zero-width points", (np.zeros((2, 0)),), match=r"n >= 1"),
-        ErrorCase("batch dims (2, 3, n)", (np.zeros((2, 3, 2)),), match=r"shape \(B, n\)"),
-        ErrorCase("integer points", (np.zeros((2, 2), int),), match="float32 or float64"),
-        ErrorCase("a Python list", ([[0.1, 0.2]],), match="an array"),
     ]
 
 
@@ -272,9 +263,6 @@ def _batch_norm_errors():
         ErrorCase("γ = 0", (x, np.asarray(0.0), zero), match=r"argument 'gamma'.*positive"),
         ErrorCase("γ < 0", (x, np.asarray(-1.0), zero), match=r"argument 'gamma'.*positive.*-1\.0"),
         ErrorCase("γ = NaN", (x, np.asarray(np.nan), zero), match=r"argument 'gamma'.*positive"),
-        ErrorCase("γ of shape (1,)", (x, np.ones(1), zero), match=r"argument 'gamma'.*shape \(\)"),
-        ErrorCase("γ as a Python float", (x, 1.0, zero), match=r"argument 'gamma'.*an array"),
-        ErrorCase("β of another length", (x, one, np.zeros(3)), match=r"argument 'beta'.*n = 2"),
         ErrorCase("β with NaN", (x, one, np.array([np.nan, 0.0])), match=r"argument 'beta'.*finite"),
         ErrorCase("β with inf", (x, one, np.array([np.inf, 0.0])), match=r"argument 'beta'.*finite"),
         ErrorCase(
@@ -282,19 +270,9 @@ def _batch_norm_errors():
             (x, one, np.array([40.0, 0.0])),
             match=r"argument 'beta'.*inside the ball.*√c‖β‖ = 40",
         ),
-        ErrorCase("c = 0", (x, one, zero), {"c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("c < 0", (x, one, zero), {"c": -1.0}, match=r"argument 'c'.*> 0"),
         ErrorCase(
             "x inside for c = 1 but not for c = 100", (x, one, zero), {"c": 100.0}, match=r"1/√c = 0\.1"
         ),
-        ErrorCase("mixed dtypes", (x, np.asarray(1.0, np.float32), zero), match="nothing is cast"),
-        ErrorCase("x of shape (n,)", (x[0], one, zero), match=r"argument 'x'.*shape \(B, n\)"),
-        ErrorCase(
-            "an image (B, H, W, n): flatten it to (B·H·W, n) first",
-            (np.zeros((1, 2, 2, 2)), one, zero),
-            match=r"argument 'x'.*shape \(B, n\)",
-        ),
-        ErrorCase("integer points", (np.zeros((2, 2), int), one, zero), match="float32 or float64"),
     ]
 
 

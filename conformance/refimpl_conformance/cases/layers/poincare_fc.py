@@ -162,11 +162,6 @@ def _fc_errors():
             match=r"argument 'x'.*inside the Poincaré ball.*c‖x‖² = 1\.28\d* in row 1",
         ),
         ErrorCase("x inside for c = 1 but not for c = 16", (x, Z, r), {"c": 16.0}, match=r"argument 'x'"),
-        ErrorCase("Z with the wrong number of rows", (x, np.ones((3, 3)), r), match=r"argument 'Z'.*n = 2"),
-        ErrorCase("r of the wrong length", (x, Z, np.zeros(2)), match=r"argument 'r'.*m = 3"),
-        ErrorCase("Z as a vector", (x, np.ones(2), r), match=r"argument 'Z'.*shape \(n, m\)"),
-        ErrorCase("c = 0", (x, Z, r), {"c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("mixed dtypes", (x, Z.astype(np.float32), r), match="nothing is cast"),
         ErrorCase("NaN in x", (np.array([[np.nan, 0.0]]), Z, r), match=r"argument 'x'.*nan"),
     ]
 
@@ -239,9 +234,6 @@ def _concat_errors():
             (np.array([[[0.1, 0.2], [0.9, 0.9]]]),),
             match=r"argument 'x'.*inside the Poincaré ball.*in row \(0, 1\)",
         ),
-        ErrorCase("a 1-D input (no piece axis)", (np.array([0.1, 0.2]),), match=r"shape \(\.\.\., k, d\)"),
-        ErrorCase("c = 0", (np.zeros((1, 2, 2)),), {"c": 0.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("integer points", (np.zeros((1, 2, 2), int),), match="float32 or float64"),
     ]
 
 
@@ -351,23 +343,11 @@ def _conv_errors():
             {"kernel_size": 4},
             match=r"argument 'kernel_size'.*padded image \(3 × 3\)",
         ),
-        ErrorCase("stride 0", (x, Z, r), {"kernel_size": 3, "stride": 0}, match=r"argument 'stride'.*>= 1"),
-        ErrorCase(
-            "negative padding", (x, Z, r), {"kernel_size": 3, "padding": -1}, match=r"argument 'padding'"
-        ),
-        ErrorCase("kernel_size as a float", (x, Z, r), {"kernel_size": 3.0}, match=r"argument 'kernel_size'"),
-        ErrorCase("kernel_size missing", (x, Z, r), match=r"kernel_size"),
         ErrorCase(
             "a pixel outside the ball",
             (np.full((1, 3, 3, 2), 0.8), Z, r),
             {"kernel_size": 3},
             match=r"argument 'x'.*inside the Poincaré ball",
-        ),
-        ErrorCase(
-            "an image without a channel axis",
-            (np.zeros((1, 3, 3)), Z, r),
-            {"kernel_size": 3},
-            match=r"argument 'x'",
         ),
     ]
 
@@ -430,8 +410,6 @@ def _relu_errors():
             (np.array([[0.1, 0.2], [1.2, 0.0]]),),
             match=r"argument 'x'.*c‖x‖² = 1\.44 in row 1",
         ),
-        ErrorCase("c < 0", (np.zeros((1, 2)),), {"c": -1.0}, match=r"argument 'c'.*> 0"),
-        ErrorCase("zero-width vectors", (np.zeros((2, 0)),), match=r"n >= 1"),
     ]
 
 
@@ -513,13 +491,6 @@ def _residual_errors():
             match=r"argument 'fx'.*inside the Poincaré ball",
         ),
         ErrorCase("x outside the ball", (x, np.array([[1.0, 0.0]])), match=r"argument 'x'.*c‖x‖² = 1\.0"),
-        ErrorCase(
-            "an unknown activation",
-            (x, x),
-            {"activation": "relu"},
-            match=r"argument 'activation'.*tangent_relu",
-        ),
-        ErrorCase("shapes differ", (x, np.zeros((2, 2))), match=r"nothing is broadcast"),
     ]
 
 

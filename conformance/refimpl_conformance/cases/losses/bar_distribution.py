@@ -117,13 +117,6 @@ def _nll_errors():
         ErrorCase(
             "infinite border", (z, np.array([-np.inf, 1.0, 2.0, 3.0]), np.array([0.5, 1.5])), match="finite"
         ),
-        ErrorCase("targets of another batch", (z, b, np.array([0.5, 1.0, 2.0])), match="leading"),
-        ErrorCase("integer targets", (z, b, np.array([1, 2])), match="dtype float32 or float64"),
-        ErrorCase(
-            "targets of another dtype", (z, b, np.array([0.5, 1.0], np.float32)), match="nothing is cast"
-        ),
-        ErrorCase("unknown reduction", (z, b, np.array([0.5, 1.0])), {"reduction": "avg"}, match="one of"),
-        ErrorCase("zero buckets", (np.zeros((2, 0)), np.array([0.0]), np.array([0.0, 0.0])), match="M >= 1"),
     ]
 
 
@@ -225,8 +218,6 @@ def _full_errors():
         ErrorCase(
             "borders for another M", (z, np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.5])), match=r"M \+ 1"
         ),
-        ErrorCase("targets of another batch", (z, b, np.array([0.5])), match="leading"),
-        ErrorCase("unknown reduction", (z, b, np.array([0.5, 1.0])), {"reduction": "avg"}, match="one of"),
     ]
 
 
@@ -294,9 +285,6 @@ def _mean_errors():
         ),
         ErrorCase("decreasing borders", (z, np.array([0.0, 2.0, 1.0, 3.0])), match="increasing"),
         ErrorCase("borders for another M", (z, np.array([0.0, 1.0, 2.0, 3.0, 4.0])), match=r"M \+ 1"),
-        ErrorCase(
-            "full_support not a bool", (z, np.array([0.0, 1.0, 2.0, 3.0])), {"full_support": 1}, match="bool"
-        ),
     ]
 
 
@@ -363,7 +351,6 @@ def _quantiles_errors():
         ),
         ErrorCase("all values equal", (np.ones(4),), {"num_buckets": 1}, match="zero-width"),
         ErrorCase("more buckets than values", (ys,), {"num_buckets": 5}, match="at least num_buckets"),
-        ErrorCase("zero buckets", (ys,), {"num_buckets": 0}, match=">= 1"),
         ErrorCase("NaN value", (np.array([0.0, np.nan, 2.0]),), {"num_buckets": 1}, match="finite"),
         ErrorCase(
             "range not containing the values",
@@ -371,13 +358,6 @@ def _quantiles_errors():
             {"num_buckets": 2, "full_range": np.array([0.5, 3.0])},
             match="containing",
         ),
-        ErrorCase(
-            "range of another shape",
-            (ys,),
-            {"num_buckets": 2, "full_range": np.array([0.0])},
-            match=r"\(2,\)",
-        ),
-        ErrorCase("num_buckets missing", (ys,), match="num_buckets"),
     ]
 
 

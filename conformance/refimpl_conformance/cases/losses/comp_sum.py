@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import OpCases, Sample, register
 
 NOTES = {
     "SPECIAL_TAU": "τ = 0 (sum-exponential), 1 (cross-entropy), 1.7 (GCE q = 0.7), 2 (1 − p_y)",
@@ -59,26 +59,12 @@ def _edges():
     ]
 
 
-def _errors():
-    z = np.zeros((3, 4))
-    y = np.array([0, 1, 2])
-    return [
-        ErrorCase("negative τ", (z, y), {"tau": -0.5}, match=r"'tau'.*>= 0"),
-        ErrorCase("τ missing", (z, y), match="tau"),
-        ErrorCase("infinite τ", (z, y), {"tau": float("inf")}, match="finite"),
-        ErrorCase("label out of range", (z, np.array([0, 4, 1])), {"tau": 1.0}, match=r"values in \[0, 4\)"),
-        ErrorCase("1-D logits", (np.zeros(4), np.array([1])), {"tau": 1.0}, match=r"shape \(B, K\)"),
-        ErrorCase("unknown reduction", (z, y), {"tau": 1.0, "reduction": "avg"}, match="one of"),
-    ]
-
-
 register(
     OpCases(
         "comp_sum_loss",
         dims={"B": (1, 6), "K": (1, 9)},
         random=_random,
         edges=_edges,
-        errors=_errors,
         notes=NOTES,
     )
 )

@@ -72,11 +72,6 @@ def _weight_errors():
     return [
         ErrorCase("lower clip above upper", (logit, bins), {"ratio_lower": 30.0}, match="ratio_upper"),
         ErrorCase("no time bins with the per-bin normalization", (logit, None), match=r"'time_bin'.*None"),
-        ErrorCase("negative time bin", (logit, np.array([0, -1, 2])), match=r"values in \[0"),
-        ErrorCase("float time bins", (logit, np.zeros(3)), match="integer dtype"),
-        ErrorCase("time bins of another length", (logit, np.zeros(2, int)), match="B = 3"),
-        ErrorCase("unknown divergence", (logit, bins), {"divergence": "tv"}, match="one of"),
-        ErrorCase("zero logit clip", (logit, bins), {"logit_clip": 0.0}, match="> 0"),
     ]
 
 
@@ -143,11 +138,9 @@ def _vsd_errors():
     x = np.zeros((2, 3))
     return [
         ErrorCase("weights of another length", (x, x, x, np.ones(3)), match=r"shape \(B,\) = \(2,\)"),
-        ErrorCase("predictions of another shape", (x, np.zeros((2, 4)), x, np.ones(2)), match="shape"),
         ErrorCase(
             "0-d samples", (np.array(1.0), np.array(1.0), np.array(1.0), np.ones(1)), match="at least 1-D"
         ),
-        ErrorCase("integer samples", (np.zeros((2, 3), int), x, x, np.ones(2)), match="float32 or float64"),
     ]
 
 

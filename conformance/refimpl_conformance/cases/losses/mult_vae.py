@@ -75,9 +75,6 @@ def _ll_errors():
     return [
         ErrorCase("negative count", (f, np.array([[1.0, -1.0, 0.0], [0.0, 0.0, 1.0]])), match=r"'x'.*>= 0"),
         ErrorCase("NaN count", (f, np.array([[1.0, np.nan, 0.0], [0.0, 0.0, 1.0]])), match=r"'x'.*finite"),
-        ErrorCase("counts of another shape", (f, np.zeros((2, 4))), match="I = 3"),
-        ErrorCase("integer counts", (f, np.zeros((2, 3), dtype=int)), match="dtype float32 or float64"),
-        ErrorCase("zero items", (np.zeros((2, 0)), np.zeros((2, 0))), match="I >= 1"),
     ]
 
 
@@ -151,19 +148,7 @@ def _loss_edges():
 def _loss_errors():
     f, x, mu = np.zeros((2, 3)), np.ones((2, 3)), np.zeros((2, 4))
     return [
-        ErrorCase("negative β", (f, x, mu, mu), {"beta": -0.1}, match=">= 0"),
-        ErrorCase("β missing", (f, x, mu, mu), match="beta"),
         ErrorCase("negative count", (f, -x, mu, mu), {"beta": 0.2}, match=r"'x'.*>= 0"),
-        ErrorCase(
-            "logvar of another latent size", (f, x, mu, np.zeros((2, 3))), {"beta": 0.2}, match="d = 4"
-        ),
-        ErrorCase(
-            "mu of another batch", (f, x, np.zeros((3, 4)), np.zeros((3, 4))), {"beta": 0.2}, match="B = 2"
-        ),
-        ErrorCase("1-D logits", (np.zeros(3), np.ones(3), mu, mu), {"beta": 0.2}, match=r"shape \(B, I\)"),
-        ErrorCase(
-            "float32 mu with float64 logits", (f, x, mu.astype(np.float32), mu), {"beta": 0.2}, match="cast"
-        ),
     ]
 
 
@@ -214,13 +199,8 @@ def _schedule_edges():
 
 
 def _schedule_errors():
-    counts = np.array([0, 10])
     return [
         ErrorCase("negative count", (np.array([-1, 3]),), match=r"'update_count'.*values in \[0"),
-        ErrorCase("float counts", (np.array([0.0, 1.0]),), match="integer dtype"),
-        ErrorCase("negative cap", (counts,), {"anneal_cap": -0.2}, match=">= 0"),
-        ErrorCase("negative annealing length", (counts,), {"total_anneal_steps": -1}, match=">= 0"),
-        ErrorCase("non-integer annealing length", (counts,), {"total_anneal_steps": 2.5}, match="an integer"),
     ]
 
 

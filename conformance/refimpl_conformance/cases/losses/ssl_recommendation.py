@@ -78,11 +78,6 @@ def _infonce_errors():
     return [
         ErrorCase("zero row with eps = 0", (zero, z), kw, match="nonzero norm"),
         ErrorCase("zero row in the second view", (z, zero), kw, match="'z_prime'"),
-        ErrorCase("temperature 0", (z, z), {"temperature": 0.0, "alpha": 1.0}, match="> 0"),
-        ErrorCase("temperature missing (PENDING in the paper)", (z, z), {"alpha": 1.0}, match="temperature"),
-        ErrorCase("alpha missing (PENDING in the paper)", (z, z), {"temperature": 0.1}, match="alpha"),
-        ErrorCase("views of different sizes", (z, np.ones((3, 3))), kw, match="N = 2"),
-        ErrorCase("negative eps", (z, z), {**kw, "eps": -1.0}, match=">= 0"),
     ]
 
 
@@ -133,22 +128,12 @@ def _logq_edges():
     ]
 
 
-def _logq_errors():
-    return [
-        ErrorCase("non-square scores", (np.zeros((2, 3)), np.zeros(3)), match="N = 2"),
-        ErrorCase("log_p of another length", (np.zeros((2, 2)), np.zeros(3)), match="N = 2"),
-        ErrorCase("integer scores", (np.zeros((2, 2), int), np.zeros(2)), match="float32 or float64"),
-        ErrorCase("unknown reduction", (np.zeros((2, 2)), np.zeros(2)), {"reduction": "avg"}, match="one of"),
-    ]
-
-
 register(
     OpCases(
         "sampled_softmax_logq",
         dims={"N": (1, 7)},
         random=_logq_random,
         edges=_logq_edges,
-        errors=_logq_errors,
         notes=NOTES,
     )
 )
@@ -178,11 +163,9 @@ def _cfm_errors():
             "asymmetric MI", (np.array([[0.0, 1.0], [0.5, 0.0]]),), {"seed_field": 0}, match="symmetric"
         ),
         ErrorCase("seed out of range", (np.eye(3),), {"seed_field": 3}, match=r"\[0, 3\)"),
-        ErrorCase("negative seed", (np.eye(3),), {"seed_field": -1}, match=">= 0"),
         ErrorCase(
             "NaN in MI", (np.array([[0.0, np.nan], [np.nan, 0.0]]),), {"seed_field": 0}, match="finite"
         ),
-        ErrorCase("non-square MI", (np.zeros((2, 3)),), {"seed_field": 0}, match="F = 2"),
     ]
 
 

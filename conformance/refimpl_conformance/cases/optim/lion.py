@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import OpCases, Sample, register
 
 NOTES = {
     "SIGN_ZERO": "c = 0 exactly (m = g = 0): sign(0) = 0, the coordinate only decays; "
@@ -119,37 +119,12 @@ def _step_edges():
     ]
 
 
-def _step_errors():
-    x = np.zeros((2, 3))
-    return [
-        ErrorCase("negative learning rate", (x, x, x), {"lr": -1e-4}, match=r"'lr'.*>= 0"),
-        ErrorCase("beta1 = 1", (x, x, x), {"beta1": 1.0}, match=r"'beta1'.*< 1"),
-        ErrorCase("negative beta2", (x, x, x), {"beta2": -0.1}, match=r"'beta2'.*>= 0"),
-        ErrorCase("negative weight decay", (x, x, x), {"weight_decay": -0.01}, match=r"'weight_decay'.*>= 0"),
-        ErrorCase("nan learning rate", (x, x, x), {"lr": float("nan")}, match=r"'lr'.*finite"),
-        ErrorCase(
-            "gradient of another shape", (x, np.zeros((3, 2)), x), match=r"'grads'.*nothing is broadcast"
-        ),
-        ErrorCase(
-            "momentum of another shape", (x, x, np.zeros(3)), match=r"'momentum'.*nothing is broadcast"
-        ),
-        ErrorCase(
-            "float32 momentum with float64 parameters",
-            (x, x, x.astype(np.float32)),
-            match=r"'momentum'.*nothing is cast",
-        ),
-        ErrorCase("integer parameters", (np.zeros((2, 3), dtype=np.int64), x, x), match="float32 or float64"),
-        ErrorCase("a Python list", ([1.0, 2.0], np.zeros(2), np.zeros(2)), match="an array"),
-    ]
-
-
 register(
     OpCases(
         "lion_step",
         dims={"rank": (0, 3), "size": (1, 6)},
         random=_step_random,
         edges=_step_edges,
-        errors=_step_errors,
         notes=NOTES,
     )
 )
@@ -166,20 +141,12 @@ def _init_edges():
     ]
 
 
-def _init_errors():
-    return [
-        ErrorCase("integer parameters", (np.arange(3),), match="float32 or float64"),
-        ErrorCase("a Python list", ([1.0, 2.0],), match="an array"),
-    ]
-
-
 register(
     OpCases(
         "lion_init",
         dims={"rank": (0, 3), "size": (1, 6)},
         random=_init_random,
         edges=_init_edges,
-        errors=_init_errors,
         notes=NOTES,
     )
 )

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import OpCases, Sample, register
 
 HEAD_NOTES = {
     "SATURATED": "logits ~±40: p is one-hot in floating point; 1 − p of the dominant class = Σ of the others",
@@ -46,23 +46,12 @@ def _gradient_edges():
     ]
 
 
-def _gradient_errors():
-    W, h = np.zeros((3, 2)), np.zeros((4, 2))
-    return [
-        ErrorCase("label out of range", (W, h, np.array([0, 3, 1, 2])), match=r"'y'.*values in \[0, 3\)"),
-        ErrorCase("feature sizes differ", (W, np.zeros((4, 5)), np.zeros(4, dtype=int)), match=r"'h'.*D = 2"),
-        ErrorCase("labels of another batch", (W, h, np.zeros(3, dtype=int)), match=r"'y'.*n = 4"),
-        ErrorCase("no samples", (W, np.zeros((0, 2)), np.zeros(0, dtype=int)), match="n >= 1"),
-    ]
-
-
 register(
     OpCases(
         "softmax_head_gradient",
         dims={"K": (1, 4), "D": (1, 3), "n": (1, 5)},
         random=_gradient_random,
         edges=_gradient_edges,
-        errors=_gradient_errors,
         notes=HEAD_NOTES,
     )
 )
@@ -93,21 +82,12 @@ def _hvp_edges():
     ]
 
 
-def _hvp_errors():
-    W, h = np.zeros((3, 2)), np.zeros((4, 2))
-    return [
-        ErrorCase("direction of another shape", (W, h, np.zeros((2, 3))), match=r"'V'.*K = 3"),
-        ErrorCase("flattened direction", (W, h, np.zeros(6)), match=r"'V'.*shape \(K, D\)"),
-    ]
-
-
 register(
     OpCases(
         "softmax_head_hvp",
         dims={"K": (1, 4), "D": (1, 3), "n": (1, 5)},
         random=_hvp_random,
         edges=_hvp_edges,
-        errors=_hvp_errors,
         notes=HEAD_NOTES,
     )
 )
@@ -137,22 +117,12 @@ def _diag_edges():
     ]
 
 
-def _diag_errors():
-    return [
-        ErrorCase("feature sizes differ", (np.zeros((3, 2)), np.zeros((4, 5))), match=r"'h'.*D = 2"),
-        ErrorCase(
-            "integer weights", (np.zeros((3, 2), dtype=int), np.zeros((4, 2))), match="float32 or float64"
-        ),
-    ]
-
-
 register(
     OpCases(
         "softmax_head_hessian_diag",
         dims={"K": (1, 4), "D": (1, 3), "n": (1, 5)},
         random=_diag_random,
         edges=_diag_edges,
-        errors=_diag_errors,
         notes=HEAD_NOTES,
     )
 )
@@ -183,20 +153,12 @@ def _hutchinson_edges():
     ]
 
 
-def _hutchinson_errors():
-    return [
-        ErrorCase("probes and HVPs differ", (np.ones((3, 2)), np.ones((3, 4))), match=r"'hvps'.*P = 2"),
-        ErrorCase("no probe", (np.ones((0, 2)), np.ones((0, 2))), match="S >= 1"),
-    ]
-
-
 register(
     OpCases(
         "hutchinson_hessian_diag",
         dims={"S": (1, 8), "P": (1, 6)},
         random=_hutchinson_random,
         edges=_hutchinson_edges,
-        errors=_hutchinson_errors,
         notes=HUTCHINSON_NOTES,
     )
 )
@@ -263,42 +225,12 @@ def _penalty_edges():
     ]
 
 
-def _penalty_errors():
-    losses, G = np.zeros(2), np.zeros((2, 3))
-    weights = {"alpha": 1.0, "beta": 1.0}
-    return [
-        ErrorCase("missing α", (losses, G, G, np.zeros(3), np.zeros(3)), {"beta": 1.0}, match="alpha"),
-        ErrorCase(
-            "negative β",
-            (losses, G, G, np.zeros(3), np.zeros(3)),
-            {"alpha": 1.0, "beta": -1.0},
-            match=r"'beta'",
-        ),
-        ErrorCase(
-            "curvatures of another size",
-            (losses, G, np.zeros((2, 4)), np.zeros(3), np.zeros(3)),
-            weights,
-            match=r"'curvatures'.*P = 3",
-        ),
-        ErrorCase(
-            "mean gradient of another size",
-            (losses, G, G, np.zeros(4), np.zeros(3)),
-            weights,
-            match=r"'mean_grad'.*P = 3",
-        ),
-        ErrorCase(
-            "losses of another E", (np.zeros(3), G, G, np.zeros(3), np.zeros(3)), weights, match=r"E = 3"
-        ),
-    ]
-
-
 register(
     OpCases(
         "hessian_alignment_penalty",
         dims={"E": (1, 4), "P": (1, 6)},
         random=_penalty_random,
         edges=_penalty_edges,
-        errors=_penalty_errors,
         notes=PENALTY_NOTES,
     )
 )

@@ -47,21 +47,8 @@ def _edges():
     ]
 
 
-def _errors():
-    losses = np.array([1.0, 2.0, 3.0])
-    return [
-        ErrorCase("r = 0", (losses,), {"r": 0.0}, match=r"'r'.*> 0"),
-        ErrorCase("negative r", (losses,), {"r": -1.0}, match=r"'r'.*> 0"),
-        ErrorCase("infinite r", (losses,), {"r": float("inf")}, match=r"'r'.*finite"),
-        ErrorCase("r missing", (losses,), {}, match="'r'"),
-        ErrorCase("2-D losses", (np.ones((2, 3)),), {"r": 1.0}, match=r"'losses'.*shape \(N,\)"),
-        ErrorCase("integer losses", (np.array([1, 2]),), {"r": 1.0}, match=r"'losses'.*float32 or float64"),
-        ErrorCase("no samples", (np.zeros(0),), {"r": 1.0}, match="N >= 1"),
-    ]
-
-
 for _name in ("kl_dro_weights", "kl_dro_value"):
-    register(OpCases(_name, dims={"N": (1, 30)}, random=_random, edges=_edges, errors=_errors, notes=NOTES))
+    register(OpCases(_name, dims={"N": (1, 30)}, random=_random, edges=_edges, notes=NOTES))
 
 
 # -- the compositional (moving-average) estimator ----------------------------------------
@@ -113,22 +100,11 @@ def _compositional_edges():
 
 
 def _compositional_errors():
-    losses, log_u = np.array([1.0, 2.0]), np.asarray(0.0)
+    losses = np.array([1.0, 2.0])
     good = {"r": 1.0, "beta": 0.5, "n_train": 10}
     return [
-        ErrorCase("β = 0", (losses, log_u), {**good, "beta": 0.0}, match=r"'beta'.*> 0"),
-        ErrorCase("β > 1", (losses, log_u), {**good, "beta": 1.5}, match=r"'beta'.*<= 1"),
-        ErrorCase("n_train = 0", (losses, log_u), {**good, "n_train": 0}, match=r"'n_train'.*>= 1"),
         ErrorCase("log u = +inf", (losses, np.asarray(np.inf)), good, match=r"'log_u'.*finite or -inf"),
         ErrorCase("log u = nan", (losses, np.asarray(np.nan)), good, match=r"'log_u'"),
-        ErrorCase("log u not 0-d", (losses, np.zeros(1)), good, match=r"'log_u'.*shape"),
-        ErrorCase(
-            "log u in float32, losses in float64",
-            (losses, np.asarray(0.0, dtype=np.float32)),
-            good,
-            match=r"'log_u'.*dtype float64",
-        ),
-        ErrorCase("r missing", (losses, log_u), {"beta": 0.5, "n_train": 10}, match="'r'"),
     ]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import OpCases, Sample, register
 
 SCORED = ("linupper", "quadratic", "extremes", "identity")
 STRATEGIES = (*SCORED, "uniform")
@@ -96,46 +96,12 @@ def _edges():
     return samples
 
 
-def _errors():
-    losses = np.array([1.0, 2.0, 3.0])
-    return [
-        ErrorCase("r = 0", (losses,), {"strategy": "linupper", "r": 0.0}, match=r"'r'.*> 0"),
-        ErrorCase("negative r", (losses,), {"strategy": "linupper", "r": -1.0}, match=r"'r'.*> 0"),
-        ErrorCase("infinite r", (losses,), {"strategy": "linupper", "r": float("inf")}, match=r"'r'.*finite"),
-        ErrorCase(
-            "delta = 0", (losses,), {"strategy": "quadratic", "r": 1.0, "delta": 0.0}, match=r"'delta'"
-        ),
-        ErrorCase(
-            "unknown strategy",
-            (losses,),
-            {"strategy": "mid", "r": 1.0},
-            match=r"'strategy'.*one of 'linupper'",
-        ),
-        ErrorCase("strategy missing", (losses,), {"r": 1.0}, match="strategy"),
-        ErrorCase("r missing", (losses,), {"strategy": "linupper"}, match="'r'"),
-        ErrorCase(
-            "2-D losses",
-            (np.ones((2, 3)),),
-            {"strategy": "linupper", "r": 1.0},
-            match=r"'losses'.*shape \(N,\)",
-        ),
-        ErrorCase(
-            "integer losses",
-            (np.array([1, 2, 3]),),
-            {"strategy": "linupper", "r": 1.0},
-            match=r"'losses'.*float32 or float64",
-        ),
-        ErrorCase("no samples", (np.zeros(0),), {"strategy": "linupper", "r": 1.0}, match="N >= 1"),
-    ]
-
-
 register(
     OpCases(
         "loss_based_sample_weights",
         dims={"N": (1, 40)},
         random=_random,
         edges=_edges,
-        errors=_errors,
         notes=NOTES,
     )
 )
@@ -185,32 +151,12 @@ def _objective_edges():
     ]
 
 
-def _objective_errors():
-    losses, weights = np.array([1.0, 2.0, 3.0]), np.array([0.2, 0.3, 0.5])
-    return [
-        ErrorCase("world_size = 0", (losses, weights), {"world_size": 0}, match=r"'world_size'.*>= 1"),
-        ErrorCase("float world_size", (losses, weights), {"world_size": 2.0}, match=r"'world_size'.*integer"),
-        ErrorCase(
-            "weights of another length",
-            (losses, np.array([0.5, 0.5])),
-            match=r"'weights'.*N = 3",
-        ),
-        ErrorCase(
-            "weights in float32, losses in float64",
-            (losses, weights.astype(np.float32)),
-            match=r"'weights'.*dtype float64",
-        ),
-        ErrorCase("no samples", (np.zeros(0), np.zeros(0)), match="N >= 1"),
-    ]
-
-
 register(
     OpCases(
         "loss_weighted_objective",
         dims={"N": (1, 40)},
         random=_objective_random,
         edges=_objective_edges,
-        errors=_objective_errors,
         notes=OBJECTIVE_NOTES,
     )
 )
@@ -262,30 +208,12 @@ def _schedule_edges():
     ]
 
 
-def _schedule_errors():
-    steps = np.array([0, 10])
-    return [
-        ErrorCase("negative step", (np.array([-1, 3]),), {"target_r": 1.0}, match=r"'steps'.*values in \[0"),
-        ErrorCase("float steps", (np.array([0.0, 1.0]),), {"target_r": 1.0}, match=r"'steps'.*integer dtype"),
-        ErrorCase("target_r = 0", (steps,), {"target_r": 0.0}, match=r"'target_r'.*> 0"),
-        ErrorCase("infinite target_r", (steps,), {"target_r": float("inf")}, match=r"'target_r'.*finite"),
-        ErrorCase("target_r missing", (steps,), {}, match="target_r"),
-        ErrorCase(
-            "negative burnout_steps",
-            (steps,),
-            {"target_r": 1.0, "burnout_steps": -1},
-            match=r"'burnout_steps'",
-        ),
-    ]
-
-
 register(
     OpCases(
         "loss_reweighting_temperature",
         dims={"N": (1, 20)},
         random=_schedule_random,
         edges=_schedule_edges,
-        errors=_schedule_errors,
         notes=SCHEDULE_NOTES,
     )
 )
