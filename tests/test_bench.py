@@ -1,17 +1,53 @@
-"""Benchmarks derived from the conformance samplers for (B, K) losses."""
+"""Benchmarks declared beside the conformance cases (``OpCases.bench``)."""
 
+import numpy as np
+import pytest
+
+import refimpl
+import refimpl_cupy
+from refimpl_conformance import all_cases
 from refimpl_conformance.bench import bench, bench_case, bench_ops
 
+FAST = {
+    op.name
+    for op in refimpl.ops()
+    if refimpl.backend("numba").supports(op) or refimpl_cupy.host_backend().supports(op)
+}
 
-def test_a_batch_by_classes_loss_gets_a_derived_case_with_counted_bytes():
+
+def test_a_declared_case_times_the_op_with_counted_bytes():
     case = bench_case("stablemax")
     assert case is not None and case.bytes_moved is None
     report = bench(["stablemax"], ["numpy"], (64, 16), "float32", repeat=2, torch_baseline=False)
     (row,) = report.results
     assert row.backend == "numpy" and row.median_ms > 0
-    assert row.bytes_moved == 2 * 64 * 16 * 4  # z read once, its gradient written once
+    # z read and its gradient written; the (64, 16) probabilities written and their cotangent read
+    assert row.bytes_moved == 4 * 64 * 16 * 4
 
 
-def test_ops_without_a_batch_by_classes_shape_have_no_derived_case():
-    assert bench_case("mobius_add") is None
-    assert {"layer_norm", "stablemax_cross_entropy"} <= set(bench_ops())
+def test_every_op_a_fast_backend_implements_declares_a_benchmark():
+    assert FAST <= set(bench_ops())
+    assert {"lion_step", "mobius_add", "poincare_fc", "lora_linear", "expert_merging"} <= set(bench_ops())
+
+
+@pytest.mark.parametrize("op_name", sorted(FAST))
+def test_the_declared_inputs_are_valid_at_a_small_scale(op_name):
+    args, kwargs, cotangent = bench_case(op_name).make((48, 12), "float32", np.random.default_rng(0))
+    outputs = refimpl.get(op_name)(*args, **kwargs)  # validated by the op layer
+    first = outputs[0] if isinstance(outputs, tuple) else outputs
+    assert np.all(np.isfinite(np.asarray(first, dtype=np.float64)))
+    assert (cotangent is None) == (not refimpl.get(op_name).is_differentiable)
+
+
+def test_a_pytorch_baseline_is_declared_only_where_pytorch_computes_the_same_function():
+    with_torch = {name for name, cases in all_cases().items() if cases.bench and cases.bench.torch}
+    assert with_torch == {
+        "layer_norm",
+        "lora_linear",
+        "distillation_kl",
+        "pskd_loss",
+        "multinomial_log_likelihood",
+        "cosine_infonce",
+        "sampled_softmax_logq",
+    }
+    assert all(all_cases()[name].bench.torch_label for name in with_torch)

@@ -16,6 +16,7 @@ user's own NumPy / PyTorch / JAX / CuPy function the same way (see ``adapters.py
 """
 
 from ._cases import (
+    Bench,
     ErrorCase,
     OpCases,
     Sample,
@@ -36,6 +37,7 @@ from ._runner import Plan, Report, plan, run
 from .adapters import Binding, SignatureError, assert_conforms, check, wrap
 
 __all__ = [
+    "Bench",
     "Binding",
     "SignatureError",
     "ErrorCase",

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "Bench",
     "ErrorCase",
     "OpCases",
     "Sample",
@@ -79,6 +80,27 @@ class ErrorCase:
     match: str = ""
 
 
+@dataclass(frozen=True)
+class Bench:
+    """How ``refimpl bench`` times the op, declared beside its cases.
+
+    ``sizes`` are the sampler's dimensions at benchmark scale; the strings ``"rows"`` and
+    ``"cols"`` take the two sizes of ``refimpl bench --shape ROWSxCOLS``. ``make(rng, rows,
+    cols) -> Sample`` replaces the sampler where it cannot scale. Every option is timed at its
+    default unless ``kwargs`` names it. ``torch(torch, args, kwargs, cotangent) -> step`` is
+    the PyTorch baseline, given only where PyTorch computes the same function (``torch_label``
+    says how). ``bytes_moved(args, kwargs) -> int`` overrides the default traffic count (float
+    inputs and cotangents read once, outputs and gradients written once).
+    """
+
+    sizes: Mapping[str, int | str] = field(default_factory=dict)
+    make: Callable[..., Sample] | None = None
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    torch: Callable[..., Callable[[], None]] | None = None
+    torch_label: str = ""
+    bytes_moved: Callable[[tuple[Any, ...], dict[str, Any]], int] | None = None
+
+
 @dataclass
 class OpCases:
     """Everything the suite needs to check one op.
@@ -98,6 +120,7 @@ class OpCases:
     tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
     notes: Mapping[str, str] = field(default_factory=dict)  # flag -> what bug it catches
     compare_as: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]] | None = None
+    bench: Bench | None = None  # how `refimpl bench` times it (required when a fast backend implements it)
 
     def all_errors(self) -> list[ErrorCase]:
         """The hand-written error cases, then those generated from the op's specs."""

@@ -27,7 +27,7 @@ import numpy as np
 
 import refimpl
 
-__all__ = ["BenchCase", "BenchResult", "bench", "bench_case", "bench_ops", "copy_bandwidth", "BENCH_CASES"]
+__all__ = ["BenchCase", "BenchResult", "bench", "bench_case", "bench_ops", "copy_bandwidth"]
 
 
 @dataclass
@@ -36,7 +36,9 @@ class BenchCase:
 
     op: str
     make: Callable[[tuple[int, ...], str, np.random.Generator], tuple[tuple, dict, Any]]
-    bytes_moved: Callable[[tuple[int, ...], int], int] | None = None  # None: counted from the inputs
+    bytes_moved: Callable[[tuple[Any, ...], dict[str, Any]], int] | None = (
+        None  # None: counted from the inputs
+    )
     torch: Callable[..., Callable[[], None]] | None = None
     torch_label: str = ""
 
@@ -71,179 +73,57 @@ class BenchReport:
     device: str = ""
 
 
-# -- inputs and torch baselines ---------------------------------------------------------
-def _layer_norm_inputs(shape, dtype, rng):
-    d = shape[-1]
-    x = rng.standard_normal(shape).astype(dtype)
-    gamma = rng.standard_normal(d).astype(dtype)
-    beta = rng.standard_normal(d).astype(dtype)
-    g_y = rng.standard_normal(shape).astype(dtype)
-    return (x, gamma, beta), {"eps": 1e-5}, g_y
+# -- the cases' declarations --------------------------------------------------------------
+def _defaults(op) -> set[str]:
+    return {name for name, p in op.signature.parameters.items() if p.default is not inspect.Parameter.empty}
 
 
-def _layer_norm_torch(torch, x, gamma, beta, eps, g_y):
-    x = torch.from_numpy(x).requires_grad_()
-    gamma = torch.from_numpy(gamma).requires_grad_()
-    beta = torch.from_numpy(beta).requires_grad_()
-    g_y = torch.from_numpy(g_y)
-
-    def step():
-        y = torch.nn.functional.layer_norm(x, (x.shape[-1],), gamma, beta, eps)
-        x.grad = gamma.grad = beta.grad = None
-        y.backward(g_y)
-
-    return step
-
-
-def _cross_entropy_inputs(shape, dtype, rng):
-    z = (rng.standard_normal(shape) * 3).astype(dtype)
-    y = rng.integers(0, shape[-1], size=shape[0])
-    return (z, y), {}, np.array(1.0, dtype=dtype)
-
-
-def _cross_entropy_torch(torch, z, y, g):
-    z = torch.from_numpy(z).requires_grad_()
-    y = torch.from_numpy(y)
-
-    def step():
-        loss = torch.nn.functional.cross_entropy(z, y)
-        z.grad = None
-        loss.backward()
-
-    return step
-
-
-BENCH_CASES: dict[str, BenchCase] = {
-    "layer_norm": BenchCase(
-        "layer_norm",
-        _layer_norm_inputs,
-        bytes_moved=lambda shape, item: 4 * int(np.prod(shape)) * item,  # x, g_y in; y, g_x out
-        torch=lambda torch, args, kwargs, cot: _layer_norm_torch(torch, *args, kwargs["eps"], cot),
-        torch_label="torch.nn.functional.layer_norm",
-    ),
-    "stablemax_cross_entropy": BenchCase(
-        "stablemax_cross_entropy",
-        _cross_entropy_inputs,
-        bytes_moved=lambda shape, item: 2 * int(np.prod(shape)) * item,  # z in, g_z out
-        torch=lambda torch, args, kwargs, cot: _cross_entropy_torch(torch, *args, cot),
-        torch_label="torch.nn.functional.cross_entropy (softmax; the fused loss users have)",
-    ),
-}
-
-
-def _loss_case_dims(cases, shape) -> dict[str, int] | None:
-    """The sampler's dims at the benchmark's size: its first dim (B or N, the rows) gets
-    ``shape[0]``, its classes K (else its second dim: items, buckets, features) ``shape[-1]``;
-    a dataset size N after the first is ``shape[0]``; any other dim keeps the top of its
-    conformance range (the bottom, beside K: extra axes of a per-class loss, e.g. tokens)."""
-    names = list(cases.dims)
-    if not names or names[0] not in ("B", "N"):
-        return None
-    if len(names) == 1:  # in-batch scores: a (rows, rows) problem
-        return {names[0]: shape[0]}
-    columns = "K" if "K" in names[1:] else names[1]  # classes, when the sampler names them
-    dims = {names[0]: shape[0], columns: shape[-1]}
-    for name in names[1:]:
-        if name != columns:
-            dims[name] = shape[0] if name == "N" else cases.dims[name][0 if columns == "K" else 1]
-    return dims
-
-
-# derived cases with no softmax over their columns: PyTorch's fused cross-entropy on the same
-# array would time different work, so they are compared with the reference only
-NO_SOFTMAX_BASELINE = frozenset(
-    {
-        "cosine_infonce",  # three (N, N, D) matrix products dominate, not the row softmax
-        "dcdm_loss",  # products with A and per-row projections
-        "vsd_loss",  # elementwise differences of images
-        "pinball_loss",  # piecewise-linear per quantile level
-        "weighted_interval_score",
-        "quantile_aggregation",
-        "z_loss",  # row standardization, no exponentials
-        "kl_dro_value",  # reweighting rules over a vector of per-sample losses
-        "kl_dro_weights",
-        "loss_weighted_objective",
-    }
-)
-
-
-def _classification_loss_case(op_name: str) -> BenchCase | None:
-    """A bench case for a differentiable loss over rows × classes (or items, buckets,
-    features), built from its conformance sampler at the benchmark's size (valid inputs by
-    construction; every option that has a default left at it, ``reduction`` included). The
-    PyTorch baseline is the fused softmax cross-entropy on the same (rows, classes) logits:
-    the speed a user has today, not the same loss."""
+def bench_case(op_name: str) -> BenchCase | None:
+    """The bench case ``op_name``'s conformance cases declare (``OpCases.bench``), or None."""
     from ._cases import all_cases
 
     cases = all_cases().get(op_name)
+    if cases is None or cases.bench is None:
+        return None
     op = refimpl.get(op_name)
-    if cases is None or not op.differentiable or op.family not in ("losses", "reweighting"):
-        return None
-    if _loss_case_dims(cases, (2, 2)) is None:
-        return None
-
-    defaults = {
-        name for name, p in op.signature.parameters.items() if p.default is not inspect.Parameter.empty
-    }
+    declared = cases.bench
 
     def make(shape, dtype, rng):
-        for _ in range(50):  # a sampler may draw a smaller variant (one row, no batch axis)
-            sample = cases.random(rng, **_loss_case_dims(cases, shape))
-            first = next(a for a in sample.args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
-            if first.size >= shape[0] * shape[-1]:
-                break
+        rows, cols = shape[0], shape[-1]
+        if declared.make is not None:
+            sample = declared.make(rng, rows, cols)
+        else:
+            sizes = {k: {"rows": rows, "cols": cols}.get(v, v) for k, v in declared.sizes.items()}
+            sample = cases.random(rng, **{**cases.draw_dims(rng), **sizes})
         args = tuple(
             a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a for a in sample.args
         )
         # the op's defaults (the paper's configuration) for every option that has one; the
-        # sampler's draw only for the required ones (e.g. comp-sum's τ)
-        kwargs = {k: v for k, v in sample.kwargs.items() if k not in defaults}
-        outputs = op(*args, **kwargs)
-        first = outputs[0] if isinstance(outputs, tuple) else outputs
-        cotangent = np.ones_like(np.asarray(first))
+        # sampler's draw only for the required ones; the declaration's options over both
+        kwargs = {k: v for k, v in sample.kwargs.items() if k not in _defaults(op)}
+        kwargs.update(
+            {
+                k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
+                for k, v in declared.kwargs.items()
+            }
+        )
+        cotangent = None
+        if op.is_differentiable:
+            outputs = op(*args, **kwargs)
+            outs = outputs if isinstance(outputs, tuple) else (outputs,)
+            ones = [np.ones_like(np.asarray(o)) if np.asarray(o).dtype.kind == "f" else None for o in outs]
+            cotangent = ones[0] if len(outs) == 1 else tuple(ones)
         return args, kwargs, cotangent
 
-    def torch_step(torch, args, kwargs, cotangent):
-        z = next(a for a in args if isinstance(a, np.ndarray) and a.dtype.kind == "f")
-        z = z.reshape(-1, z.shape[-1])
-        labels = np.random.default_rng(1).integers(0, z.shape[1], size=z.shape[0])
-        return _cross_entropy_torch(torch, np.ascontiguousarray(z), labels, cotangent)
-
-    if op_name in NO_SOFTMAX_BASELINE:
-        return BenchCase(op_name, make)
-    return BenchCase(
-        op_name,
-        make,
-        torch=torch_step,
-        torch_label="torch.nn.functional.cross_entropy (softmax; the fused loss users have)",
-    )
-
-
-def bench_case(op_name: str) -> BenchCase | None:
-    """The bench case of ``op_name``: hand-written above, or derived for a (B, K) loss."""
-    if op_name in BENCH_CASES:
-        return BENCH_CASES[op_name]
-    return _classification_loss_case(op_name)
+    moved = None
+    if declared.bytes_moved is not None:
+        moved = declared.bytes_moved
+    return BenchCase(op_name, make, moved, declared.torch, declared.torch_label)
 
 
 def bench_ops() -> list[str]:
-    """Ops with a benchmark: the hand-written cases, then every (B, K) differentiable loss or
-    reweighting rule that some non-reference backend implements."""
-    names = list(BENCH_CASES)
-    fast = set()
-    for name in refimpl.backends():
-        if name == "numpy":
-            continue
-        try:
-            backend = refimpl.backend(name)
-        except ImportError:
-            continue
-        fast |= {op.name for op in refimpl.ops() if backend.supports(op.name)}
-    for op in refimpl.ops():
-        if op.name in fast and op.name not in names and op.family in ("losses", "reweighting"):
-            if _classification_loss_case(op.name) is not None:
-                names.append(op.name)
-    return names
+    """Ops whose cases declare a benchmark, in catalog order."""
+    return [op.name for op in refimpl.ops() if bench_case(op.name) is not None]
 
 
 # -- timing -----------------------------------------------------------------------------
@@ -305,12 +185,18 @@ def device_copy_bandwidth(megabytes: int = 1024) -> tuple[float, str]:
 
 
 def _backend_step(op, backend, args, kwargs, cotangent):
+    """Forward and backward through the backend (the forward alone for a non-differentiable op)."""
     device_args = [backend.asarray(a) if isinstance(a, np.ndarray) else a for a in args]
-    device_cot = backend.asarray(cotangent)
+    if cotangent is None:
+        call = backend.get(op)
+        return lambda: call(*device_args, **kwargs)
+    cotangents = cotangent if isinstance(cotangent, tuple) else (cotangent,)
+    device_cot = tuple(backend.asarray(c) if c is not None else None for c in cotangents)
+    given = device_cot if isinstance(cotangent, tuple) else device_cot[0]
 
     def step():
         _, pullback = refimpl.vjp(op, *device_args, backend=backend, **kwargs)
-        pullback(device_cot)
+        pullback(given)
 
     return step
 
@@ -391,23 +277,26 @@ def bench(
     for op_name in ops or bench_ops():
         case = bench_case(op_name)
         if case is None:
-            report.notes.append(f"{op_name}: no benchmark (not a (B, K) differentiable loss)")
+            report.notes.append(f"{op_name}: its cases declare no benchmark (OpCases.bench)")
             continue
         try:
             args, kwargs, cotangent = case.make(shape, dtype, rng)
         except (ValueError, MemoryError) as error:  # a conformance sampler that does not scale
             report.notes.append(f"{op_name}: no inputs of shape {shape} ({error}); not timed")
             continue
-        item = np.dtype(dtype).itemsize
         if case.bytes_moved is not None:
-            moved = case.bytes_moved(shape, item)
-        else:  # every float input read once, a gradient written for each differentiable one
-            bound = refimpl.get(op_name).bind(args, kwargs)
+            moved = case.bytes_moved(args, kwargs)
+        else:  # float inputs and cotangents read once, outputs and gradients written once
+            op = refimpl.get(op_name)
+            bound = op.bind(args, kwargs)
             floats = {
                 k: v for k, v in bound.arguments.items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"
             }
             moved = sum(v.nbytes for v in floats.values())
-            moved += sum(floats[k].nbytes for k in refimpl.get(op_name).differentiable if k in floats)
+            moved += sum(floats[k].nbytes for k in op.differentiable if k in floats)
+            outputs = op(*args, **kwargs)
+            outs = outputs if isinstance(outputs, tuple) else (outputs,)
+            moved += sum(np.asarray(o).nbytes for o in outs) * (2 if op.is_differentiable else 1)
         rows: list[BenchResult] = []
         for backend in chosen:
             if not backend.supports(op_name):

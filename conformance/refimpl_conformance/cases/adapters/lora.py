@@ -6,7 +6,7 @@ import numpy as np
 
 import refimpl
 
-from ..._cases import OpCases, Sample, register
+from ..._cases import Bench, OpCases, Sample, register
 
 NOTES = {
     "ZERO_B": "B = 0 (LoRA's initialization): the layer is the base layer, yet Ā = s·(G B)ᵀ X = 0 "
@@ -86,6 +86,20 @@ def _edges():
     ]
 
 
+def _lora_torch(torch, args, kwargs, cotangent):
+    """peft's LoRA forward: W x + s·B(A x), as two linear maps (and torch's autograd)."""
+    x, W, A, B, bias = (torch.from_numpy(a) if a is not None else None for a in args)
+    x.requires_grad_(), A.requires_grad_(), B.requires_grad_()
+    linear, scale, g_y = torch.nn.functional.linear, kwargs["scale"], torch.from_numpy(cotangent)
+
+    def step():
+        y = linear(x, W, bias) + scale * linear(linear(x, A), B)
+        x.grad = A.grad = B.grad = None
+        y.backward(g_y)
+
+    return step
+
+
 register(
     OpCases(
         "lora_linear",
@@ -93,5 +107,10 @@ register(
         random=_random,
         edges=_edges,
         notes=NOTES,
+        bench=Bench(
+            sizes={"T": "rows", "I": "cols", "O": "cols", "R": 16},
+            torch=_lora_torch,
+            torch_label="two torch.nn.functional.linear calls (peft's LoRA forward)",
+        ),
     )
 )

@@ -12,7 +12,7 @@ import numpy as np
 
 import refimpl
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 from ...deviations import transcribes
 
 NOTES = {
@@ -120,6 +120,7 @@ register(
         errors=_errors,
         notes=NOTES,
         compare_as=compare_as,
+        bench=Bench(sizes={"O": 1024, "I": 1024}),
     )
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import OpCases, Sample, register, standardized_rows
+from ..._cases import Bench, OpCases, Sample, register, standardized_rows
 
 NOTES = {
     "CONSTANT_ROW": "variance 0: output β, gradient finite only through ε (a dropped ε divides by 0)",
@@ -47,6 +47,19 @@ def _edges():
     ]
 
 
+def _layer_norm_torch(torch, args, kwargs, cotangent):
+    """PyTorch's own layer norm, forward and backward: the same function."""
+    x, gamma, beta = (torch.from_numpy(a).requires_grad_() for a in args)
+    g_y = torch.from_numpy(cotangent)
+
+    def step():
+        y = torch.nn.functional.layer_norm(x, (x.shape[-1],), gamma, beta, kwargs.get("eps", 1e-5))
+        x.grad = gamma.grad = beta.grad = None
+        y.backward(g_y)
+
+    return step
+
+
 register(
     OpCases(
         "layer_norm",
@@ -54,5 +67,11 @@ register(
         random=_random,
         edges=_edges,
         notes=NOTES,
+        bench=Bench(
+            sizes={"B": "rows", "D": "cols"},
+            torch=_layer_norm_torch,
+            bytes_moved=lambda args, kwargs: 4 * args[0].nbytes,  # x, ȳ in; y, x̄ out (γ, β: one row each)
+            torch_label="torch.nn.functional.layer_norm",
+        ),
     )
 )

@@ -3,9 +3,14 @@ gyration, parallel transport and projection."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+import refimpl
+from refimpl.authoring import Tensor
+
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "AT_ORIGIN": "a zero row: exp_0/log_0 are 0/0 there (series needed), 0 is ⊕'s identity",
@@ -37,6 +42,41 @@ def _ball_points(rng, shape, c, fractions):
 
 def _random_c(rng):
     return float(rng.choice([0.1, 1.0, 2.5]))
+
+
+POINT_ARGUMENTS = ("x", "y", "a", "b", "fx", "points")  # points of the ball; the other arrays are tangent
+
+
+def ball_bench_sample(op_name: str) -> Callable[..., Sample]:
+    """Benchmark inputs of a Poincaré-ball op: ``rows`` points (or tangent vectors) of
+    dimension ``cols`` inside the unit ball (c = 1) at random fractions of the radius, any
+    matrix scaled by 1/√cols (the conformance samplers draw small dimensions only)."""
+
+    def make(rng, rows, cols):
+        op = refimpl.get(op_name)
+        sizes = {"B": rows, "n": cols, "m": min(cols, 128)}
+        args = []
+        for name, spec in op.specs.items():
+            if not isinstance(spec, Tensor):
+                break  # the scalars keep their defaults
+            shape = tuple(rows if d == "..." else sizes.get(d, d) for d in spec.shape)
+            if name in POINT_ARGUMENTS:
+                args.append(_ball_points(rng, shape, 1.0, rng.uniform(0.05, 0.95, shape[:-1])))
+            elif len(shape) == 2 and name in ("M", "Z"):
+                args.append(rng.standard_normal(shape) / np.sqrt(shape[0]))
+            elif len(shape) == 0:
+                args.append(np.asarray(1.0))
+            else:
+                args.append(
+                    rng.standard_normal(shape) * (0.5 / np.sqrt(cols) if shape[-1:] == (cols,) else 0.5)
+                )
+        return Sample("bench", tuple(args))
+
+    return make
+
+
+def ball_bench(op_name: str) -> Bench:
+    return Bench(make=ball_bench_sample(op_name))
 
 
 # -- mobius_add --------------------------------------------------------------------------
@@ -163,6 +203,7 @@ register(
         edges=_mobius_edges,
         errors=_mobius_errors,
         notes=NOTES,
+        bench=ball_bench("mobius_add"),
     )
 )
 
@@ -222,6 +263,7 @@ register(
         random=_expmap0_random,
         edges=_expmap0_edges,
         notes=NOTES,
+        bench=ball_bench("poincare_expmap0"),
     )
 )
 
@@ -319,6 +361,7 @@ register(
         edges=_logmap0_edges,
         errors=_logmap0_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_logmap0"),
     )
 )
 
@@ -447,6 +490,7 @@ register(
         edges=_scalar_mul_edges,
         errors=_scalar_mul_errors,
         notes=NOTES,
+        bench=ball_bench("mobius_scalar_mul"),
     )
 )
 
@@ -511,6 +555,7 @@ register(
         edges=_matvec_edges,
         errors=_matvec_errors,
         notes=NOTES,
+        bench=ball_bench("mobius_matvec"),
     )
 )
 
@@ -581,6 +626,7 @@ register(
         edges=_expmap_edges,
         errors=_expmap_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_expmap"),
     )
 )
 
@@ -681,6 +727,7 @@ register(
         ],
         errors=lambda: _two_points_errors((VALID_X, VALID_Y), ("x", "y")),
         notes=NOTES,
+        bench=ball_bench("poincare_logmap"),
     )
 )
 
@@ -695,6 +742,7 @@ register(
         ],
         errors=lambda: _two_points_errors((VALID_X, VALID_Y), ("x", "y")),
         notes=NOTES,
+        bench=ball_bench("poincare_distance"),
     )
 )
 
@@ -783,6 +831,7 @@ register(
         edges=lambda: _three_args_edges(np.random.default_rng(26)),
         errors=lambda: _two_points_errors((VALID_X, VALID_Y, VALID_V), ("a", "b")),
         notes=NOTES,
+        bench=ball_bench("poincare_gyration"),
     )
 )
 
@@ -794,6 +843,7 @@ register(
         edges=lambda: _three_args_edges(np.random.default_rng(27)),
         errors=lambda: _two_points_errors((VALID_X, VALID_Y, VALID_V), ("x", "y")),
         notes=NOTES,
+        bench=ball_bench("poincare_parallel_transport"),
     )
 )
 
@@ -846,5 +896,6 @@ register(
         edges=_project_edges,
         errors=_project_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_project"),
     )
 )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import ErrorCase, OpCases, Sample, register
-from .poincare import BOUNDARY, _ball_points, _directions, _random_c
+from .poincare import BOUNDARY, _ball_points, _directions, _random_c, ball_bench
 
 NOTES = {
     "SAME_POINT": "identical points: the midpoint is the point; σ² = 0 and the scale is √(γ/1e-6)",
@@ -127,6 +127,7 @@ register(
         edges=_midpoint_edges,
         errors=_midpoint_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_midpoint"),
     )
 )
 
@@ -284,5 +285,6 @@ register(
         edges=_batch_norm_edges,
         errors=_batch_norm_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_batch_norm"),
     )
 )

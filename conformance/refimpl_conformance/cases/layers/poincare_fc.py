@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 from ...deviations import transcribes
-from .poincare import BOUNDARY, _ball_points, _directions, _random_c
+from .poincare import BOUNDARY, _ball_points, _directions, _random_c, ball_bench
 
 NOTES = {
     "IDENTITY_INIT": "Z = ½·eye, r = 0: poincare_fc is the identity; zero columns have ‖z_k‖ = 0",
@@ -166,6 +166,12 @@ def _fc_errors():
     ]
 
 
+def _conv_bench_sample(rng, rows, cols):
+    """An image batch of ball points (8 × 32 × 32, 16 channels) through a 3×3 layer to 16."""
+    x = _ball_points(rng, (8, 32, 32, 16), 1.0, rng.uniform(0.05, 0.95, (8, 32, 32)))
+    return Sample("bench", (x, rng.standard_normal((9 * 16, 16)) / 12.0, np.zeros(16)))
+
+
 register(
     OpCases(
         "poincare_fc",
@@ -174,6 +180,7 @@ register(
         edges=_fc_edges,
         errors=_fc_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_fc"),
     )
 )
 
@@ -360,6 +367,7 @@ register(
         edges=_conv_edges,
         errors=_conv_errors,
         notes=NOTES,
+        bench=Bench(make=_conv_bench_sample, kwargs={"kernel_size": 3, "padding": 1}),
     )
 )
 
@@ -421,6 +429,7 @@ register(
         edges=_relu_edges,
         errors=_relu_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_relu"),
     )
 )
 
@@ -502,6 +511,7 @@ register(
         edges=_residual_edges,
         errors=_residual_errors,
         notes=NOTES,
+        bench=ball_bench("poincare_residual"),
     )
 )
 

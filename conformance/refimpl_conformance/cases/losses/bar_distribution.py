@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "ON_BORDER": "y exactly on an interior border: buckets are right-closed, y = b_k is in bucket k − 1",
@@ -128,6 +128,7 @@ register(
         edges=_nll_edges,
         errors=_nll_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "M": "cols"}),
     )
 )
 
@@ -229,6 +230,7 @@ register(
         edges=_full_edges,
         errors=_full_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "M": "cols"}),
     )
 )
 
@@ -296,6 +298,7 @@ register(
         edges=_mean_edges,
         errors=_mean_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "M": "cols"}),
     )
 )
 

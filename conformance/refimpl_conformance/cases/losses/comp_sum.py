@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import OpCases, Sample, register
+from ..._cases import Bench, OpCases, Sample, register
 
 NOTES = {
     "SPECIAL_TAU": "τ = 0 (sum-exponential), 1 (cross-entropy), 1.7 (GCE q = 0.7), 2 (1 − p_y)",
@@ -66,5 +66,6 @@ register(
         random=_random,
         edges=_edges,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "K": "cols"}),
     )
 )

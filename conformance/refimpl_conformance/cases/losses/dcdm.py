@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "EXACT_DIRECTION": "q ∝ A⁻¹b: the loss is 0 and so is its gradient",
@@ -78,5 +78,6 @@ register(
         edges=_edges,
         errors=_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": 64, "n": "cols"}),
     )
 )

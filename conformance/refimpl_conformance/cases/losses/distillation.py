@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "EQUAL_LOGITS": "student = teacher: KL = 0 and both gradients 0 (cross_entropy: the entropy)",
@@ -98,6 +98,21 @@ def _errors():
     ]
 
 
+def _distillation_torch(torch, args, kwargs, cotangent):
+    """T²·KL(teacher ‖ student) with PyTorch's kl_div over log-softmaxes (batchmean over rows)."""
+    z_s, z_t = (torch.from_numpy(a.reshape(-1, a.shape[-1])).requires_grad_() for a in args)
+    T, F = kwargs["temperature"], torch.nn.functional
+
+    def step():
+        loss = F.kl_div(
+            F.log_softmax(z_s / T, -1), F.log_softmax(z_t / T, -1), reduction="batchmean", log_target=True
+        )
+        z_s.grad = z_t.grad = None
+        (loss * T * T).backward()
+
+    return step
+
+
 register(
     OpCases(
         "distillation_kl",
@@ -106,5 +121,10 @@ register(
         edges=_edges,
         errors=_errors,
         notes=NOTES,
+        bench=Bench(
+            sizes={"B": "rows", "T": 1, "K": "cols"},
+            torch=_distillation_torch,
+            torch_label="F.kl_div of F.log_softmax (log_target), ×T², batchmean",
+        ),
     )
 )

@@ -6,7 +6,7 @@ import numpy as np
 
 import refimpl
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 from ...deviations import transcribes
 
 NOTES = {
@@ -152,6 +152,7 @@ register(
         edges=_vsd_edges,
         errors=_vsd_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "C": 1, "D": "cols"}),
     )
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NORMALIZATIONS = ("none", "softplus_mean", "l1")
 
@@ -113,6 +113,7 @@ register(
         edges=_ldr_edges,
         errors=_ldr_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "K": "cols"}),
     )
 )
 
@@ -210,6 +211,7 @@ register(
         edges=_aldr_edges,
         errors=_aldr_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "K": "cols", "N": "rows"}),
     )
 )
 

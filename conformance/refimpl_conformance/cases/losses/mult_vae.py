@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "ZERO_CLICKS": "a user with no clicks: likelihood 0 and logit gradient 0 (no NaN from normalizing)",
@@ -78,6 +78,19 @@ def _ll_errors():
     ]
 
 
+def _multinomial_torch(torch, args, kwargs, cotangent):
+    """Σ_i x_i log softmax(f)_i per row with PyTorch's log_softmax."""
+    logits = torch.from_numpy(args[0]).requires_grad_()
+    x, g = torch.from_numpy(args[1]), torch.from_numpy(cotangent)
+
+    def step():
+        value = (x * torch.nn.functional.log_softmax(logits, -1)).sum(-1)
+        logits.grad = None
+        value.backward(g)
+
+    return step
+
+
 register(
     OpCases(
         "multinomial_log_likelihood",
@@ -86,6 +99,11 @@ register(
         edges=_ll_edges,
         errors=_ll_errors,
         notes=NOTES,
+        bench=Bench(
+            sizes={"B": "rows", "I": "cols"},
+            torch=_multinomial_torch,
+            torch_label="(x · F.log_softmax(logits)).sum(-1)",
+        ),
     )
 )
 
@@ -160,6 +178,7 @@ register(
         edges=_loss_edges,
         errors=_loss_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "I": "cols", "d": 64}),
     )
 )
 

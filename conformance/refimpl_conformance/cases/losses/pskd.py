@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "OFF_BY_ONE": "official α_t = α_T·(epoch + 1)/end_epoch: epoch 0 is α_T/T (not 0), the last α_T",
@@ -56,6 +56,19 @@ def _schedule_errors():
     return [
         ErrorCase("epoch = end_epoch", (np.array([0, 4]),), {"end_epoch": 4}, match=r"\[0, end_epoch\)"),
     ]
+
+
+def _pskd_torch(torch, args, kwargs, cotangent):
+    """PyTorch's cross-entropy with probability targets (the official PS-KD loss)."""
+    z = torch.from_numpy(args[0]).requires_grad_()
+    targets = torch.from_numpy(args[1])
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(z, targets)
+        z.grad = None
+        loss.backward()
+
+    return step
 
 
 register(
@@ -154,6 +167,11 @@ register(
         random=_loss_random,
         edges=_loss_edges,
         notes=NOTES,
+        bench=Bench(
+            sizes={"B": "rows", "K": "cols"},
+            torch=_pskd_torch,
+            torch_label="F.cross_entropy with probability targets",
+        ),
     )
 )
 

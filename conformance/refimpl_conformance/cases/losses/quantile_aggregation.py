@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 from ...deviations import transcribes
 
 NOTES = {
@@ -81,6 +81,7 @@ register(
         edges=_pinball_edges,
         errors=_pinball_errors,
         notes=NOTES,
+        bench=Bench(sizes={"N": "rows", "L": "cols"}),
     )
 )
 
@@ -158,6 +159,7 @@ register(
         edges=_wis_edges,
         errors=_wis_errors,
         notes=NOTES,
+        bench=Bench(sizes={"N": "rows", "K": 511}),
     )
 )
 
@@ -206,6 +208,7 @@ register(
         edges=_aggregation_edges,
         errors=_aggregation_errors,
         notes=NOTES,
+        bench=Bench(sizes={"N": "rows", "J": 4, "L": "cols"}),
     )
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "SMALL_TEMPERATURE": "τ = 1e-3: logits up to 1e3, exp overflows in float32 without the max shift",
@@ -81,6 +81,33 @@ def _infonce_errors():
     ]
 
 
+def _infonce_torch(torch, args, kwargs, cotangent):
+    """α·CE(normalize(z) normalize(z')ᵀ/τ, diagonal) with PyTorch's own functions."""
+    z, z_prime = (torch.from_numpy(a).requires_grad_() for a in args)
+    F, labels = torch.nn.functional, torch.arange(args[0].shape[0])
+
+    def step():
+        logits = F.normalize(z, dim=-1) @ F.normalize(z_prime, dim=-1).T / kwargs["temperature"]
+        loss = kwargs["alpha"] * F.cross_entropy(logits, labels)
+        z.grad = z_prime.grad = None
+        loss.backward()
+
+    return step
+
+
+def _logq_torch(torch, args, kwargs, cotangent):
+    """CE(s − log p) over the in-batch items with PyTorch's cross-entropy."""
+    scores = torch.from_numpy(args[0]).requires_grad_()
+    log_p, labels = torch.from_numpy(args[1]), torch.arange(args[0].shape[0])
+
+    def step():
+        loss = torch.nn.functional.cross_entropy(scores - log_p, labels)
+        scores.grad = None
+        loss.backward()
+
+    return step
+
+
 register(
     OpCases(
         "cosine_infonce",
@@ -89,6 +116,11 @@ register(
         edges=_infonce_edges,
         errors=_infonce_errors,
         notes=NOTES,
+        bench=Bench(
+            sizes={"N": 2048, "D": 256},
+            torch=_infonce_torch,
+            torch_label="F.normalize, a matmul and F.cross_entropy",
+        ),
     )
 )
 
@@ -135,6 +167,9 @@ register(
         random=_logq_random,
         edges=_logq_edges,
         notes=NOTES,
+        bench=Bench(
+            sizes={"N": 4096}, torch=_logq_torch, torch_label="F.cross_entropy(scores − log p, arange)"
+        ),
     )
 )
 

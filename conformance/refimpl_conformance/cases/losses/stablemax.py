@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import OpCases, Sample, register
+from ..._cases import Bench, OpCases, Sample, register
 from ...deviations import transcribes
 
 NOTES = {
@@ -54,6 +54,7 @@ register(
         random=_stablemax_random,
         edges=_stablemax_edges,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "K": "cols"}),
     )
 )
 
@@ -105,6 +106,7 @@ register(
         random=_ce_random,
         edges=_ce_edges,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "K": "cols"}),
     )
 )
 

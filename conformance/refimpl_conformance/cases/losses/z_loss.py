@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register, standardized_rows
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register, standardized_rows
 
 NOTES = {
     "EQUAL_OUTPUTS": "σ = 0 without eps: only eps > 0 makes the row valid (z = 0 then)",
@@ -78,5 +78,6 @@ register(
         edges=_edges,
         errors=_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "D": "cols"}),
     )
 )

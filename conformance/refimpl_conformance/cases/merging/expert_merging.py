@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 LOGIT_0_1 = float(np.log(0.1 / 0.9))  # the official initialization a = logit(0.1)
 
@@ -136,6 +136,7 @@ register(
         edges=_merge_edges,
         errors=_merge_errors,
         notes=NOTES,
+        bench=Bench(sizes={"n": 2**21, "K": 4, "C": 64}),
     )
 )
 
@@ -186,6 +187,7 @@ register(
             ErrorCase("nan coefficient", (np.array([np.nan, 0.0]),), {"num_experts": 1}, match="finite"),
         ],
         notes=NOTES,
+        bench=Bench(sizes={"K": 8, "M": 4096}),
     )
 )
 
@@ -208,5 +210,6 @@ register(
         ],
         errors=lambda: [],
         notes=NOTES,
+        bench=Bench(sizes={"L": 4, "B": "rows", "D": "cols"}),
     )
 )

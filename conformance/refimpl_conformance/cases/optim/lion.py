@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import OpCases, Sample, register
+from ..._cases import Bench, OpCases, Sample, register
 
 NOTES = {
     "SIGN_ZERO": "c = 0 exactly (m = g = 0): sign(0) = 0, the coordinate only decays; "
@@ -119,6 +119,14 @@ def _step_edges():
     ]
 
 
+def _lion_bench_sample(rng, rows, cols):
+    """A (rows, cols) parameter tensor with its gradient and momentum (the sampler draws small ones)."""
+    shape = (rows, cols)
+    return Sample(
+        "bench", (rng.standard_normal(shape), rng.standard_normal(shape), rng.standard_normal(shape))
+    )
+
+
 register(
     OpCases(
         "lion_step",
@@ -126,6 +134,7 @@ register(
         random=_step_random,
         edges=_step_edges,
         notes=NOTES,
+        bench=Bench(make=_lion_bench_sample, kwargs={"lr": 1e-4, "weight_decay": 0.1}),
     )
 )
 
@@ -148,5 +157,6 @@ register(
         random=_init_random,
         edges=_init_edges,
         notes=NOTES,
+        bench=Bench(make=lambda rng, rows, cols: Sample("bench", (rng.standard_normal((rows, cols)),))),
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 
 def _points(rng, m, d):
@@ -92,6 +92,7 @@ register(
         random=_kernel_random,
         edges=_kernel_edges,
         notes=KERNEL_NOTES,
+        bench=Bench(sizes={"m": 2048, "d": 64}),
     )
 )
 
@@ -137,6 +138,7 @@ register(
         edges=_hsic_edges,
         errors=_hsic_errors,
         notes=HSIC_NOTES,
+        bench=Bench(sizes={"m": 2048}),
     )
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "SATURATED": "one logit ≫ the others: p ≈ e_c (official clamp: every p_k outside [1e-4, 1 − 1e-4])",
@@ -196,5 +196,6 @@ register(
         edges=_loss_edges,
         errors=_loss_errors,
         notes=NOTES,
+        bench=Bench(sizes={"B": "rows", "K": "cols", "extra": 0}),
     )
 )

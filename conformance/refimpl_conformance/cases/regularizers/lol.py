@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 
 def _padded_positives(rng, n_queries, n_passages, slots, counts=None):
@@ -77,6 +77,7 @@ register(
         random=_lol_random,
         edges=_lol_edges,
         notes=LOL_NOTES,
+        bench=Bench(sizes={"Q": "rows", "n": 8}),
     )
 )
 
@@ -159,6 +160,7 @@ register(
         edges=_passage_edges,
         errors=_passage_errors,
         notes=PASSAGE_NOTES,
+        bench=Bench(sizes={"Q": 256, "P": 4096, "V": 256, "K": 4}),
     )
 )
 
@@ -248,6 +250,7 @@ register(
         edges=_query_edges,
         errors=_query_errors,
         notes=QUERY_NOTES,
+        bench=Bench(sizes={"Q0": 64, "n": 4, "P": 4096, "V": 256, "K": 4}),
     )
 )
 
@@ -282,5 +285,6 @@ register(
         random=_flops_random,
         edges=_flops_edges,
         notes=FLOPS_NOTES,
+        bench=Bench(sizes={"Q": "rows", "V": "cols"}),
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "EXP_OVERFLOW": "ℓ/r up to 1e4: a bare exp(ℓ/r) overflows; the max-shifted softmax does not",
@@ -48,7 +48,16 @@ def _edges():
 
 
 for _name in ("kl_dro_weights", "kl_dro_value"):
-    register(OpCases(_name, dims={"N": (1, 30)}, random=_random, edges=_edges, notes=NOTES))
+    register(
+        OpCases(
+            _name,
+            dims={"N": (1, 30)},
+            random=_random,
+            edges=_edges,
+            notes=NOTES,
+            bench=Bench(sizes={"N": 8192}),
+        )
+    )
 
 
 # -- the compositional (moving-average) estimator ----------------------------------------
@@ -116,5 +125,6 @@ register(
         edges=_compositional_edges,
         errors=_compositional_errors,
         notes=COMPOSITIONAL_NOTES,
+        bench=Bench(sizes={"B": 8192}),
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import OpCases, Sample, register
+from ..._cases import Bench, OpCases, Sample, register
 
 SCORED = ("linupper", "quadratic", "extremes", "identity")
 STRATEGIES = (*SCORED, "uniform")
@@ -103,6 +103,7 @@ register(
         random=_random,
         edges=_edges,
         notes=NOTES,
+        bench=Bench(sizes={"N": 8192}),
     )
 )
 
@@ -158,6 +159,7 @@ register(
         random=_objective_random,
         edges=_objective_edges,
         notes=OBJECTIVE_NOTES,
+        bench=Bench(sizes={"N": 8192}),
     )
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 NOTES = {
     "POWER_OVERFLOW": "n_i^{1/τ} overflows (1e9^{50} = 1e450): a softmax of log n/τ does not",
@@ -55,7 +55,17 @@ def _errors():
 
 
 for _name in ("temperature_sampling_probs", "scalarization_weights"):
-    register(OpCases(_name, dims={"D": (1, 12)}, random=_random, edges=_edges, errors=_errors, notes=NOTES))
+    register(
+        OpCases(
+            _name,
+            dims={"D": (1, 12)},
+            random=_random,
+            edges=_edges,
+            errors=_errors,
+            notes=NOTES,
+            bench=Bench(sizes={"D": 1024}),
+        )
+    )
 
 
 # -- the Cooldown schedule ----------------------------------------------------------------
@@ -119,5 +129,6 @@ register(
         edges=_schedule_edges,
         errors=_schedule_errors,
         notes=SCHEDULE_NOTES,
+        bench=Bench(sizes={"N": 8192, "S": 4}),
     )
 )
