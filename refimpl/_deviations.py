@@ -54,7 +54,7 @@ class Deviation:
     """One known difference between an op's official code and its paper (and refimpl)."""
 
     op: str
-    name: str  # a short id, unique across the catalog: "craig-lazy-greedy-index-0"
+    name: str  # a short id, unique across refimpl: "craig-lazy-greedy-index-0"
     source: str  # repository, file, function (and version where it matters)
     official: str  # what the official code does
     paper: str  # what the paper says, and refimpl does by default

@@ -143,37 +143,41 @@ def cmd_deviations(args: argparse.Namespace, out: _Out) -> int:
 def _show_sample(args: argparse.Namespace, out: _Out) -> None:
     """Print the sample a repro command names: its inputs, the cotangents the VJP is checked
     with, and the reference's outputs and VJP with the allowed error of each."""
+    precision = 17 if args.dtype == ["float64"] else 9
+    with np.printoptions(precision=precision, threshold=200):
+        for op_name in args.op or []:
+            _show_one_sample(args, out, op_name)
+
+
+def _show_one_sample(args: argparse.Namespace, out: _Out, op_name: str) -> None:
     from refimpl_conformance import cases_for
     from refimpl_conformance._engine import expected_values
 
-    np.set_printoptions(precision=17 if args.dtype == ["float64"] else 9, threshold=200)
-    for op_name in args.op or []:
-        op, cases = refimpl.get(op_name), cases_for(op_name)
-        if args.seed is not None:
-            sample = cases.random_sample(args.seed, args.dims)
-        else:
-            sample = next(s for s in cases.edges() if s.name == args.sample)
-        out.print(f"# {op_name} sample {sample.name!r} {sample.comment}")
-        for dtype in args.dtype:
-            if dtype not in sample.dtypes:
-                out.print(f"(not run in {dtype})")
-                continue
-            expected = expected_values(op, cases, sample, dtype)
-            bound = op.signature.bind(*expected.args, **expected.kwargs)
-            for name, value in bound.arguments.items():
-                if isinstance(value, np.ndarray):
-                    out.print(f"{name} ({dtype}) = {value!r}")
-            params = {k: v for k, v in bound.arguments.items() if not isinstance(v, np.ndarray)}
-            out.print(f"params = {params!r}")
-            for name, cotangent in zip(op.outputs, expected.cotangents, strict=True):
-                if cotangent is not None and op.is_differentiable:
-                    out.print(f"cotangent of output {name!r} ({dtype}) = {cotangent!r}")
-            for label, value in {**expected.outputs, **expected.grads}.items():
-                allowed = expected.allowed.get(label)
-                bound_text = (
-                    "" if allowed is None else f"  (allowed error up to {np.max(allowed, initial=0):.3g})"
-                )
-                out.print(f"reference {label} = {np.asarray(value)!r}{bound_text}")
+    op, cases = refimpl.get(op_name), cases_for(op_name)
+    if args.seed is not None:
+        sample = cases.random_sample(args.seed, args.dims)
+    else:
+        sample = next(s for s in cases.edges() if s.name == args.sample)
+    out.print(f"# {op_name} sample {sample.name!r} {sample.comment}")
+    for dtype in args.dtype:
+        if dtype not in sample.dtypes:
+            out.print(f"(not run in {dtype})")
+            continue
+        expected = expected_values(op, cases, sample, dtype)
+        bound = op.signature.bind(*expected.args, **expected.kwargs)
+        for name, value in bound.arguments.items():
+            if isinstance(value, np.ndarray):
+                out.print(f"{name} ({dtype}) = {value!r}")
+        params = {k: v for k, v in bound.arguments.items() if not isinstance(v, np.ndarray)}
+        out.print(f"params = {params!r}")
+        for name, cotangent in zip(op.outputs, expected.cotangents, strict=True):
+            if cotangent is not None and op.is_differentiable:
+                out.print(f"cotangent of output {name!r} ({dtype}) = {cotangent!r}")
+        for label, value in {**expected.outputs, **expected.grads}.items():
+            allowed = expected.allowed.get(label)
+            worst = None if allowed is None else np.max(allowed, initial=0)
+            bound_text = "" if worst is None else f"  (allowed error up to {worst:.3g})"
+            out.print(f"reference {label} = {np.asarray(value)!r}{bound_text}")
 
 
 def _parse_dims(text: str) -> dict[str, int]:

@@ -51,7 +51,7 @@ def lora_linear(x, W, A, B, bias=None, *, scale):
     4. ``x`` reaches ``y`` directly (``∂y_o/∂x_j = W_oj``) and through ``h``
        (``∂h_k/∂x_j = A_kj``): ``x̄ = g W + h̄ A = g W + s·(g B) A``.
 
-    So ``x̄ = G W + s·(G B) A``, ``Ā = s·(G B)ᵀ X``, ``B̄ = s·Gᵀ H``: the catalog's VJP. The
+    So ``x̄ = G W + s·(G B) A``, ``Ā = s·(G B)ᵀ X``, ``B̄ = s·Gᵀ H``: the standard VJP. The
     thin product ``G B`` is computed once and shared by x̄ and Ā; ``H`` is the forward's
     residual (never recomputed).
 

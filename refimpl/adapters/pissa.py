@@ -84,8 +84,8 @@ def pissa_init(W, r, *, scale=1.0):
 
     Not differentiable: an initializer (the outputs are compared, no VJP).
 
-    Computing dtype: the input dtype (float32 weights take a float32 SVD, which the catalog
-    allows: "upcast to float32 or better"; float16/bfloat16 are refused by validation, so
+    Computing dtype: the input dtype (float32 weights take a float32 SVD, the
+    method's "upcast to float32 or better"; float16/bfloat16 are refused by validation, so
     the caller upcasts them explicitly). PEFT's implementation upcasts to float32 too.
 
     Args:

@@ -400,7 +400,7 @@ def facility_location_greedy(
             (max over the class's pairs), or "precomputed".
         lazy: lazy greedy (default True, the official ``optimizer="LazyGreedy"``) or plain.
         block_size: candidate rows of similarity held at a time (default 1024).
-        tie_break: which of bitwise-equal gains wins: "lowest" index (default, the catalog's
+        tie_break: which of bitwise-equal gains wins: "lowest" index (default, the paper's
             rule) or "highest" (submodlib's priority queue, and CRAIG's own heap of
             ``(gain, index)`` tuples; exact ties are common: two mutually nearest points).
 

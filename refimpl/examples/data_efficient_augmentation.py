@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refimpl._blocks import log_softmax, softmax
+from refimpl.authoring import log_softmax, softmax
 from refimpl.data_selection import (
     class_budget_split,
     coreset_cluster_weights,

@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 import refimpl
-from refimpl._blocks import log_softmax
+from refimpl.authoring import log_softmax
 
 CURVATURE = 0.1  # the official ResNets' init_c
 N_IMAGES, SIZE, CHANNELS, CLASSES, KERNEL = 16, 6, 4, 2, 3

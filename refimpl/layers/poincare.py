@@ -96,7 +96,7 @@ def mobius_add(x, y, *, c=1.0):
     the inverse of ``x``, left cancellation ``−x ⊕ (x ⊕ y) = y`` holds, and as c → 0 it
     becomes ``x + y``.
 
-    Forward, per row (the textbook form, as in the catalog)::
+    Forward, per row (the textbook form)::
 
         α = 1 + 2c⟨x, y⟩ + c‖y‖²
         β = 1 − c‖x‖²
@@ -129,7 +129,7 @@ def mobius_add(x, y, *, c=1.0):
         x̄ = α ḡ + 2c s_x y − 2c s_y x + d̄ (2c y + 2c²‖y‖² x)
         ȳ = β ḡ + 2c s_x (x + y)       + d̄ (2c x + 2c²‖x‖² y)
 
-    (the catalog's VJP). Near ``y = −x`` the brackets cancel like the forward did, so the
+    (the textbook VJP). Near ``y = −x`` the brackets cancel like the forward did, so the
     code uses their σ forms (``y = σ − x``, ``c‖y‖² = 1 − β_y``, ``s_σ = ⟨ḡ, σ⟩ = s_x + s_y``)::
 
         y + c‖y‖² x   = σ − x + (1 − β_y) x = σ − β_y x
@@ -234,7 +234,7 @@ def poincare_expmap0(v, *, c=1.0):
 
         f(u) = 1 − u²/3 + 2u⁴/15 − …       h(u) = −2/3 + 8u²/15 − …
 
-    (the catalog's ``f ≈ 1 − u²/3``, ``c f'/u ≈ −2c/3``, one term further). Below
+    (the series ``f ≈ 1 − u²/3``, ``c f'/u ≈ −2c/3``, one term further). Below
     ``u = SERIES_BELOW = 1e-3`` the series are used; at ``v = 0`` the Jacobian is the
     identity (``v̄ = ō``).
 
@@ -667,7 +667,7 @@ def poincare_logmap_backward(residuals, g_v):
 def poincare_distance(x, y, *, c=1.0):
     r"""Geodesic distance between two points of the Poincaré ball.
 
-    The catalog's two forms (equal; the test suite checks it)::
+    Two equal forms (the test suite checks it)::
 
         d(x, y) = (2/√c) · artanh(√c‖−x ⊕ y‖)
                 = (1/√c) · arcosh(1 + δ),       δ = 2c‖x − y‖² / ((1 − c‖x‖²)(1 − c‖y‖²))
@@ -921,7 +921,7 @@ def poincare_project(x, *, c=1.0, eps=None):
 
     ``eps=None`` (the default) selects the library's margin for the dtype: ``4e-3`` for
     float32, ``1e-5`` for float64 (``PROJECT_EPS``).
-    Not differentiable here (a clamp, used as a guard; it has no VJP in this catalog).
+    Not differentiable here (a clamp, used as a guard; it has no VJP here).
 
     Args:
         x: points (any finite values), shape (..., n).

@@ -77,7 +77,7 @@ def poincare_midpoint(points, *, c=1.0):
     The Einstein midpoint carried to the Poincaré ball: ``λ_i x_i/(λ_i − 1)`` are the
     points' Klein coordinates and ``λ_i − 1`` their Lorentz factors, so ``u`` below is the
     Lorentz-weighted Klein average, and ``½ ⊗ u`` brings it back to the Poincaré ball. With
-    ``λ_i = 2/(1 − c‖x_i‖²)`` (the catalog's formula)::
+    ``λ_i = 2/(1 − c‖x_i‖²)`` (the paper's formula)::
 
         u = Σ_i λ_i x_i / Σ_i (λ_i − 1)
         m = ½ ⊗ u = u / (1 + √(1 − c‖u‖²))
@@ -89,8 +89,8 @@ def poincare_midpoint(points, *, c=1.0):
 
     Stable evaluation. Written as above, ``1 − c‖u‖²`` cancels: for identical points it
     is ``((1 − c‖x‖²)/(1 + c‖x‖²))²``, ~1e-14 at ``1 − 1e-7`` of the radius in float64 and
-    below float32's resolution already at ``0.9999``, where it rounds to ≤ 0 (the catalog's
-    "negative 1 − c‖u‖²"): clamping it gives a midpoint off by ~1e-4 and ``1/√(1 − c‖u‖²)``
+    below float32's resolution already at ``0.9999``, where it rounds to ≤ 0 (the known
+    "negative 1 − c‖u‖²" failure): clamping it gives a midpoint off by ~1e-4 and ``1/√(1 − c‖u‖²)``
     in the gradient ~1e35. Instead, with ``w_i = λ_i/2 = 1/(1 − c‖x_i‖²)``,
     ``W = Σ w_i``, ``x̄ = Σ w_i x_i / W``, ``e_i = x_i − x̄`` and ``V = Σ w_i ‖e_i‖²``
     (a weighted spread, two-pass, ≥ 0)::
@@ -104,7 +104,7 @@ def poincare_midpoint(points, *, c=1.0):
     (per pair, ``(1 + a_i)(1 + a_j) − 4c⟨x_i, x_j⟩ = (1 − a_i)(1 − a_j) + 2c‖x_i − x_j‖²``
     with ``a = c‖x‖²``, and ``Σ_ij w_iw_j‖x_i − x_j‖² = 2W V``). Every quantity is a sum
     of non-negative terms, ``S + √Q ≥ 2B``, nothing is clamped, and identical points give
-    back the point to an ulp; the same formula as the catalog's, evaluated differently.
+    back the point to an ulp; the same formula as the paper's, evaluated differently.
 
     Backward, through ``m = N/D``, ``D = 2W − B + √Q``, ``Q = B² + 4cWV``::
 
@@ -212,8 +212,7 @@ def poincare_batch_norm(x, gamma, beta, *, c=1.0):
 
     * γ sits under the square root: ``(self.var / (input_var + 1e-6)).sqrt()``, with
       ``self.var`` a scalar parameter initialized to 1 (``weight`` in the library). The
-      paper's own text was not available to check (the catalog's PENDING on where the
-      paper writes γ stays open for the text only). The Lou et al. form ``γ'/√(σ² + ε)``
+      paper's own text was not available to check for where it writes γ. The Lou et al. form ``γ'/√(σ² + ε)``
       is the same map with ``γ = γ'²``: pass ``gamma = γ'**2`` (and ``γ̄' = 2γ' γ̄``).
     * σ² is the mean of the squared distances to the midpoint (``frechet_variance``,
       ``distance.pow(2).mean()``), ε = 1e-6 added inside the square root.

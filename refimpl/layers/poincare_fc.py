@@ -88,7 +88,7 @@ def poincare_fc(x, Z, r, *, c=1.0):
         w_k = sinh(√c v_k)/√c
         y   = w / (1 + sqrt(1 + c‖w‖²))
 
-    (the catalog's and HNN++'s eq. for ``v_k``; ``u_k`` multiplies ``a_k = ⟨x, z_k⟩`` by
+    (HNN++'s eq. for ``v_k``; ``u_k`` multiplies ``a_k = ⟨x, z_k⟩`` by
     ``√c λ/ζ_k``; with ``p_k`` the forward and backward never divide by ``ζ_k`` again).
 
     Stable evaluation. ``λ − 1 = (1 + c‖x‖²)/(1 − c‖x‖²)`` is formed from ``β = 1 − c‖x‖²``
@@ -114,7 +114,7 @@ def poincare_fc(x, Z, r, *, c=1.0):
     at ``z_k = 0`` gives the gradient its autograd gives, ``z̄_k = ā_k x``. That matters for
     the identity initialization, whose extra columns are zero.
 
-    Backward (the catalog's VJP, with ``p_k`` in place of ``a_k/ζ_k``). Let ``ō`` be the
+    Backward (the standard VJP, with ``p_k`` in place of ``a_k/ζ_k``). Let ``ō`` be the
     cotangent of y. Since ``y = w/D``, ``D = 1 + q``, ``∂q/∂w = c w/q``::
 
         w̄ = ō/D − c⟨ō, w⟩ w/(D² q) = ō/D − c⟨ō, y⟩ y/q           (w = D y)
@@ -595,8 +595,8 @@ def poincare_residual(fx, x, *, c=1.0, activation="tangent_relu"):
     ``x = self.manifold.mobius_add(x, residual); x = self.relu(x)`` where ``x`` is the
     branch output and ``self.relu = hnn.HReLU`` (``tutorials/cifar10_resnet_tutorial.py``,
     ``PoincareResidualBlock.forward``), and HReLU is ReLU in the tangent space at the origin
-    (``hypll/nn/modules/activation.py``). The catalog marked the activation PENDING with
-    this as the likely reading. The paper's own code agrees (maxvanspengler/poincare-resnet,
+    (``hypll/nn/modules/activation.py``). The paper's text leaves the activation implicit.
+    The paper's own code agrees (maxvanspengler/poincare-resnet,
     ``models/resnets/hyperbolic.py``, ``ResidualBlock.forward``): it keeps activations as
     tangent vectors at 0, so its ``logmap0(expmap0(x) ⊕ expmap0(residual))`` followed by
     ``nn.ReLU`` is this op; its default ``skip_connection="fr"`` puts F(x) on the left, and

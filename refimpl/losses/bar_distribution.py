@@ -347,7 +347,7 @@ def bar_distribution_mean(z, borders, *, full_support=True):
     with the half-normal tail scales ``s = w/Φ_HN⁻¹(0.5)`` of
     ``full_support_bar_distribution_nll`` (a half-normal of scale s has mean ``s√(2/π)``).
     ``full_support=False`` uses midpoints everywhere: the official ``BarDistribution.mean``
-    (the default follows ``FullSupportBarDistribution.mean``, the catalog's definition).
+    (the default follows ``FullSupportBarDistribution.mean``).
 
     Backward. ``mean = ⟨p, m⟩`` with ``m`` constant in ``z``; the softmax VJP
     ``z̄ = p ⊙ (p̄ − ⟨p, p̄⟩)`` with ``p̄ = ḡ·m`` gives::

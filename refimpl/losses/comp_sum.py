@@ -68,7 +68,7 @@ def comp_sum_loss(z, y, *, tau, reduction="mean"):
     with ``w_i`` the row's cotangent (``ḡ/B`` mean, ``ḡ`` sum, ``ḡ_i`` none); τ = 1 gives
     the cross-entropy gradient ``p − e_y``. ``p_y^{τ−1}`` is ``exp((τ−1) log p_y)``.
 
-    Not implemented (PENDING in the catalog): the paper's smooth adversarial comp-sum
+    Not implemented (not pinned by the paper): the paper's smooth adversarial comp-sum
     regularizer ``ν·sup_{‖x'−x‖≤γ} ‖h(x') − h(x)‖₂``, whose exact vector inside the norm
     is not pinned and which needs an attack anyway; only the clean loss is an op.
 

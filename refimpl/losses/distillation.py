@@ -92,7 +92,7 @@ def distillation_kl(z_student, z_teacher, *, temperature, scale="T2", form="kl",
         loss: a scalar, or ℓ of shape ``z.shape[:-1]`` (reduction="none"), in the input dtype.
 
     Reference: Hinton et al., *Distilling the Knowledge in a Neural Network*, arXiv:1503.02531
-    (the T² scaling); catalog entry [209] *A Closer Look at Rehearsal-Free Continual
+    (the T² scaling); Smith et al., *A Closer Look at Rehearsal-Free Continual
     Learning*, arXiv:2203.17269; Expert Merging's form from Littleor/ExpertMerging.
 
     >>> import numpy as np, refimpl

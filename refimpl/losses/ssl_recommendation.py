@@ -49,7 +49,7 @@ def _check_norms(arguments) -> None:
 
 
 def _guarded_normalize(z: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """``ẑ = z/n`` with ``n = sqrt(‖z‖² + eps)`` (the catalog's smooth guard; eps = 0: plain L2)."""
+    """``ẑ = z/n`` with ``n = sqrt(‖z‖² + eps)`` (a smooth guard; eps = 0: plain L2)."""
     norm = np.sqrt((z * z).sum(axis=-1, keepdims=True) + z.dtype.type(eps))
     return z / norm, norm
 
@@ -105,7 +105,7 @@ def cosine_infonce(z, z_prime, *, temperature, alpha, eps=0.0, symmetric=False):
         z: view-1 embeddings (N, D), float32 or float64.
         z_prime: view-2 embeddings (N, D) of the same items, the same dtype.
         temperature: τ > 0, required: the paper tunes it per dataset and does not publish the
-            values (catalog: PENDING).
+            values.
         alpha: the weight α ≥ 0 of the term in ``L_main + α·L_self``, required for the same reason.
         eps: the norm guard (default 0: exact cosine; a zero row then raises InputError).
         symmetric: average both directions (default False: the paper's one-directional term).

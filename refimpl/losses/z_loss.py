@@ -87,7 +87,7 @@ def z_loss(o, c, *, a, b, eps=0.0, reduction="mean"):
     ``Σ_k ∂ℓ/∂o_k = 0`` (shift) and ``Σ_k o_k ∂ℓ/∂o_k = 0`` (scale), using ``Σ z = 0`` and
     ``Σ z² = D``.
 
-    PENDING in the catalog: the paper's recommended (a, b); they are tuned per task, so both
+    Not pinned by the paper: its recommended (a, b); they are tuned per task, so both
     are required arguments (no silent default).
 
     Args:

@@ -87,7 +87,7 @@ def lion_step(params, grads, momentum, *, lr=1e-4, beta1=0.9, beta2=0.99, weight
     from the two-rounding formula above by one ulp on a few percent of coordinates
     (measured: 1.8 % for Gaussian m and g, float64 and float32 alike). θ agrees bit for bit
     (``η·sign(c)`` is exact, so fusing it changes nothing) unless a later ``c`` lands within
-    an ulp of 0. This reference follows the catalog's formula, the paper's pseudo-code and
+    an ulp of 0. This reference follows the paper's formula and pseudo-code and
     the official optax version (``(1 − b2)·g + b2·m``), all of which round each product and sum.
 
     Args:

@@ -175,7 +175,7 @@ def elr_loss(z, y, idx, targets, *, lam, clamp=False):
 
     a sum of nonnegative terms for t ∈ [0, 1] (no cancellation), with p_k = exp(log-softmax).
     A saturated row (p ≈ e_c) with t ≈ e_c keeps its digits: D ≈ Σ_{k≠c} p_k(1 − t_k). The
-    catalog's form ``(1 − Σt) + Σ_k t_k(1 − p_k)`` loses ``1 − p_c`` once the logit gap
+    expanded form ``(1 − Σt) + Σ_k t_k(1 − p_k)`` loses ``1 − p_c`` once the logit gap
     exceeds ~37 (float64): the log-sum-exp rounds ``log(1 + ε)`` to 0, so ``1 − p_c`` and D
     become 0 and the loss −∞, where this form stays finite (until p_k underflows, gap > ~700).
     With clamp=True, ``D = 1 − ⟨t, p̃⟩`` as in the official code, at least
@@ -187,7 +187,7 @@ def elr_loss(z, y, idx, targets, *, lam, clamp=False):
 
         ∂ log D_i/∂z_ic = p_ic (u_ic/D_i − 1) = −p_ic (t_ic − ⟨t_i, p_i⟩)/(1 − ⟨t_i, p_i⟩)
 
-    (the catalog's formula). clamp=True: ``∂ log D/∂p̃_k = −t_k/D``, the clamp passes the
+    (the paper's formula). clamp=True: ``∂ log D/∂p̃_k = −t_k/D``, the clamp passes the
     gradient where ``1e−4 <= p_k <= 1 − 1e−4`` (``m_k = 1``, bounds inclusive as in
     ``torch.clamp``) and stops it elsewhere, so with ``a_k = −m_k t_k/D`` the softmax VJP gives
     ``p ⊙ (a − ⟨a, p⟩)`` (p unclamped). A saturated row (every p_k outside the bounds) gets

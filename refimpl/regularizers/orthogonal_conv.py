@@ -101,7 +101,7 @@ def l_orth(kernel, *, stride=1, variant="achour"):
     Out-of-range kernel indices contribute 0 (the zero padding). When the lag set is
     symmetric (always for "achour"), ``Y[m, m', a] = Y[m', m, −a]`` and the same for R
     (I_r0 is symmetric), so the two sums are equal: ``K̄ = 4ḡ Σ_{m',a} R[q, m', a]·K[m', c,
-    x − a]``, the catalog's formula. The code evaluates both sums, which stays right for the
+    x − a]``, the paper's formula. The code evaluates both sums, which stays right for the
     asymmetric lag set of "wang2020" at S ≥ 3. Each sum is, per lag, a (M × M)·(M × Ck²)
     product with a shifted copy of K: the transposed convolution, written as shifts.
 

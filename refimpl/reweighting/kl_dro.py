@@ -177,7 +177,7 @@ def kl_dro_compositional_weights(losses, log_u, *, r, beta, n_train):
     The exponent is at most ``log(B/(β n))``: ``log u_t ≥ log β + ℓ_i/r − log B`` for every i
     in the batch, so w cannot overflow. ``log u_{t−1} = −∞`` stands for ``u_{t−1} = 0`` (no
     history); how u is initialized is the caller's choice (e.g. the first batch's
-    ``log m``), the catalog does not pin it. No VJP: the weights enter the paper's objective
+    ``log m``); the paper does not pin it. No VJP: the weights enter the paper's objective
     under a stop-gradient, and the bilevel (implicit) gradient through the attack δ* is out
     of scope.
 

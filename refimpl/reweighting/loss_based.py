@@ -223,7 +223,7 @@ def loss_reweighting_temperature(steps, *, target_r, burnout_steps=BURNOUT_STEPS
     feeds r(t) = ∞ as ``strategy="uniform"`` (whose weights are exactly the limit 1/n) and
     a finite r(t) as the temperature of the chosen strategy.
 
-    Pinned from the official code (the catalog leaves the schedule to the caller):
+    Pinned from the official code (the paper leaves the schedule to the caller):
     ``src/trainer.py`` of sowmaster/Sample-Level-Loss-Reweighting-ICLR-2025 skips the
     reweighting while ``global_step < burnout_steps`` (argument default 1000, and 1000 in
     every released config) and then uses the constant ``kl_reg`` as r (argument default

@@ -165,7 +165,7 @@ def cooldown_temperature_schedule(steps, taus, switch_steps):
     to a switch point already belongs to the new stage. Feed τ(t) to
     ``temperature_sampling_probs`` at every step.
 
-    PENDING (catalog): the paper's temperatures and switch points are not pinned, so both
+    Not pinned: the paper's temperatures and switch points are not pinned, so both
     are required arguments; nothing is defaulted. The schedule's *shape* (a cooldown, i.e.
     nonincreasing taus) is the paper's intent but not enforced: any positive taus are
     accepted.
