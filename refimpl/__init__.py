@@ -25,6 +25,7 @@ from ._op import (
     backend,
     backends,
     get,
+    install_hint,
     ops,
     vjp,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "backend",
     "backends",
     "get",
+    "install_hint",
     "known_deviation",
     "layers",
     "losses",

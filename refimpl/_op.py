@@ -350,6 +350,21 @@ def backends() -> list[str]:
     return ["numpy", *(name for name in _entry_points() if name != "numpy")]
 
 
+def install_hint(name: str) -> str:
+    """What to install for the backend ``name`` to load: refimpl's own backends name the
+    extra that pulls their dependencies (``cupy-raw`` comes with ``cupy``); a third-party
+    backend names the distribution that provides its entry point."""
+    entry = _entry_points().get(name)
+    dist = getattr(entry, "dist", None)
+    if dist is not None and dist.metadata["Name"] != "refimpl":
+        return f"pip install '{dist.metadata['Name']}' and its dependencies"
+    extras = set(importlib.metadata.metadata("refimpl").get_all("Provides-Extra") or ())
+    for extra in (name, name.split("-")[0]):
+        if extra in extras:
+            return f"pip install 'refimpl[{extra}]'"
+    return "install its dependencies"
+
+
 _LOADED: dict[str, Backend] = {}
 
 

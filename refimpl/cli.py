@@ -448,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="refimpl",
         description="Reference implementations of deep-learning routines, and their conformance.",
     )
+    parser.add_argument("--version", action="version", version=f"refimpl {refimpl.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     listing = sub.add_parser("list", help="the catalog's ops and which backends implement them")

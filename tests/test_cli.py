@@ -1,6 +1,9 @@
 """The `refimpl` command line."""
 
+import importlib.metadata
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,6 +81,37 @@ def test_a_suite_repro_line_rebuilds_the_drawn_dimensions_and_the_host_backend(c
     assert main([*argv, "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "random[seed=3; B=2,D=1]" in out and "cupy[host]" in out and "1 failed" not in out
+
+
+def test_show_leaves_numpys_print_options_alone(capsys):
+    before = np.get_printoptions()
+    assert main(["check", "--op", "z_loss", "--backend", "numpy", "--seed", "1", "--show", "--quiet"]) == 0
+    assert np.get_printoptions() == before
+
+
+def test_version_and_python_dash_m():
+    result = subprocess.run(
+        [sys.executable, "-m", "refimpl", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"refimpl {refimpl.__version__}"
+    assert importlib.metadata.version("refimpl") == refimpl.__version__
+
+
+def test_a_backend_that_does_not_import_names_the_extra_to_install(monkeypatch):
+    assert refimpl.install_hint("cupy-raw") == "pip install 'refimpl[cupy]'"
+    assert refimpl.install_hint("numba") == "pip install 'refimpl[numba]'"
+
+    def broken(name):
+        if name == "numba":
+            raise ImportError("No module named 'numba'")
+        return original(name)
+
+    from refimpl_conformance import _runner
+
+    original = refimpl.backend
+    monkeypatch.setattr(_runner.refimpl, "backend", broken)
+    plan = _runner.plan(backends=["numba"], ops=["z_loss"])
+    assert any("pip install 'refimpl[numba]'" in note for note in plan.notes)
 
 
 def test_check_rejects_malformed_dims(capsys):

@@ -67,7 +67,8 @@ def test_an_implementation_that_accepts_invalid_input_fails(vectors):
     reference = refimpl.get("loss_based_sample_weights")
     lax = Backend("lax", {"loss_based_sample_weights": Impl(reference.forward)})
     lax.get = lambda name: lambda *a, **k: reference.forward(*a, **k)[0]  # no validation
-    failures = check_vectors(vectors, lax).failures
+    with np.errstate(divide="ignore", invalid="ignore"):  # the lax version divides by r = 0
+        failures = check_vectors(vectors, lax).failures
     assert failures and all(f.check == "error" for f in failures)
 
 

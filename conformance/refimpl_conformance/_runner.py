@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import refimpl
-from refimpl import Backend
+from refimpl import Backend, install_hint
 
 from ._cases import OpCases, Sample, all_cases
 from ._engine import FLOAT_DTYPES, Result, check_errors, check_finite_differences, check_sample
@@ -152,9 +152,7 @@ def plan(
         try:
             backend = refimpl.backend(base)
         except (ImportError, OSError) as error:
-            notes.append(
-                f"{name}: not importable ({error}); install the extra: pip install 'refimpl[{name}]'"
-            )
+            notes.append(f"{name}: not importable ({error}); {install_hint(base)}")
             continue
         if on_host:  # "cupy[host]": the backend's array logic on NumPy inputs, GPU or not
             if backend.host_variant is None:
