@@ -22,7 +22,7 @@ def gpu_available() -> tuple[bool, str]:
 
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # no driver, no device, or CuPy missing
-        return False, f"no usable CUDA device ({type(error).__name__}: {str(error)[:80]})"
+        return False, f"no usable CUDA device ({type(error).__name__}: {str(error)})"
     if count < 1:
         return False, "no CUDA device"
     return True, ""
