@@ -29,6 +29,7 @@ from ._op import (
     ops,
     vjp,
 )
+from ._spec import check_finite_enabled, set_check_finite
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "deviations",
     "backend",
     "backends",
+    "check_finite_enabled",
     "get",
     "install_hint",
     "known_deviation",
@@ -59,5 +61,6 @@ __all__ = [
     "optim",
     "regularizers",
     "reweighting",
+    "set_check_finite",
     "vjp",
 ]

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
-from ._spec import Scalar, Spec, Tensor, array_library, validate
+from ._spec import ArgumentError, Scalar, Spec, Tensor, array_library, check_finite_array, validate
 
 __all__ = [
     "Backend",
@@ -156,7 +156,14 @@ class Op:
         return Impl(self.forward, self.backward)
 
     # -- calling ----------------------------------------------------------------------
-    def bind(self, args: Sequence[Any], kwargs: Mapping[str, Any], *, library: str | None = None):
+    def bind(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        *,
+        library: str | None = None,
+        all_finite: Callable[[Any], bool] | None = None,
+    ):
         """Bind a call to the signature, fill defaults and validate; return the binding."""
         try:
             bound = self.signature.bind(*args, **kwargs)
@@ -170,6 +177,7 @@ class Op:
             library=library,
             allow_empty=self.allow_empty,
             check=self.check,
+            all_finite=all_finite,
         )
         for name, spec in self.specs.items():  # a NumPy float64 scalar would promote float32 math
             if isinstance(spec, Scalar) and bound.arguments[name] is None:
@@ -187,8 +195,8 @@ class Op:
         return f"<refimpl op {self.name} ({self.family}) — {self.paper.title}>"
 
 
-def _call(op: Op, impl: Impl, args, kwargs, *, library: str | None) -> Any:
-    bound = op.bind(args, kwargs, library=library)
+def _call(op: Op, impl: Impl, args, kwargs, *, library: str | None, all_finite=None) -> Any:
+    bound = op.bind(args, kwargs, library=library, all_finite=all_finite)
     outputs, _ = impl.forward(*bound.args, **bound.kwargs)
     return outputs
 
@@ -258,6 +266,8 @@ class Backend:
     A backend that cannot run on this machine (CuPy without a GPU) reports why through
     ``available()``; ``host_variant()`` may then give the same code running on NumPy
     inputs, and ``self_checks`` names checks that still run here (compiling CUDA sources).
+    ``all_finite(array) -> bool`` may give the op layer's finiteness check a faster test on
+    this backend's arrays (True only when every entry is finite).
     """
 
     def __init__(
@@ -272,8 +282,10 @@ class Backend:
         available: Callable[[], tuple[bool, str]] | None = None,
         host_variant: Callable[[], Backend] | None = None,
         self_checks: Mapping[str, Callable[[], None]] | None = None,
+        all_finite: Callable[[Any], bool] | None = None,
     ) -> None:
         self.name = name
+        self.all_finite = all_finite
         self.array_library = array_library
         self.description = description
         self._asarray = asarray or (lambda a: a)
@@ -320,7 +332,7 @@ class Backend:
 
         @functools.wraps(op.forward)
         def call(*args: Any, **kwargs: Any) -> Any:
-            return _call(op, impl, args, kwargs, library=self.array_library)
+            return _call(op, impl, args, kwargs, library=self.array_library, all_finite=self.all_finite)
 
         return call
 
@@ -390,7 +402,9 @@ def backend(name: str | Backend) -> Backend:
 
 
 # -- vjp ------------------------------------------------------------------------------
-def _check_cotangent(op: Op, name: str, output: Any, cotangent: Any) -> Any:
+def _check_cotangent(
+    op: Op, name: str, output: Any, cotangent: Any, all_finite: Callable[[Any], bool] | None = None
+) -> Any:
     if cotangent is None:
         return None
     if not (hasattr(cotangent, "shape") and hasattr(cotangent, "dtype")):
@@ -409,6 +423,13 @@ def _check_cotangent(op: Op, name: str, output: Any, cotangent: Any) -> Any:
             f"and dtype {output.dtype} (like the output), got shape {tuple(cotangent.shape)} "
             f"and dtype {cotangent.dtype}"
         )
+    if np.dtype(cotangent.dtype).kind == "f":
+        try:
+            check_finite_array(name, cotangent, all_finite=all_finite)
+        except ArgumentError as error:
+            raise InputError(
+                f"{op.name}: cotangent of output '{name}': expected {error.expected}, got {error.got}"
+            ) from None
     return cotangent
 
 
@@ -427,7 +448,7 @@ def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs
             f"call it directly instead of through vjp"
         )
     impl = chosen.impl(op)
-    bound = op.bind(args, kwargs, library=chosen.array_library)
+    bound = op.bind(args, kwargs, library=chosen.array_library, all_finite=chosen.all_finite)
     outputs, residuals = impl.forward(*bound.args, **bound.kwargs)
     single = len(op.outputs) == 1
 
@@ -441,7 +462,7 @@ def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs
             )
         checked = []
         for name, output, cotangent in zip(op.outputs, outs, given, strict=True):
-            cotangent = _check_cotangent(op, name, output, cotangent)
+            cotangent = _check_cotangent(op, name, output, cotangent, chosen.all_finite)
             if cotangent is None:
                 cotangent = output * 0
             checked.append(cotangent)

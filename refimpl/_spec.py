@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ __all__ = [
     "Tensor",
     "array_library",
     "array_namespace",
+    "check_finite_enabled",
+    "set_check_finite",
     "validate",
 ]
 
@@ -65,15 +68,30 @@ class Tensor:
     optional: bool = False
     low: int | None = None
     high: int | str | None = None
+    allow: tuple[str, ...] = ()  # non-finite values that mean something here: "nan", "inf", "-inf"
 
     def describe(self) -> str:
         dims = ", ".join(str(d) for d in self.shape)
         return f"({dims}{',' if len(self.shape) == 1 else ''})"
 
 
-def FloatArray(*shape: str | int, optional: bool = False) -> Tensor:  # noqa: N802 - reads as a type
-    """A float32/float64 array of the given symbolic shape (``optional``: may be None)."""
-    return Tensor(tuple(shape), "float", optional)
+NONFINITE = ("nan", "inf", "-inf")
+
+
+def FloatArray(  # noqa: N802 - reads as a type
+    *shape: str | int, optional: bool = False, allow: Sequence[str] = ()
+) -> Tensor:
+    """A float32/float64 array of the given symbolic shape (``optional``: may be None).
+
+    Its values must be finite (NaN and ±inf are refused, naming the first bad index) unless
+    ``allow`` names the non-finite values that carry a meaning for the op, e.g.
+    ``allow=("-inf",)`` for a log-weight where −inf stands for "weight 0". The check can be
+    switched off process-wide for speed: :func:`set_check_finite`.
+    """
+    unknown = [v for v in allow if v not in NONFINITE]
+    if unknown:
+        raise TypeError(f"FloatArray(allow=...): expected values among {NONFINITE}, got {unknown}")
+    return Tensor(tuple(shape), "float", optional, allow=tuple(allow))
 
 
 def IntArray(  # noqa: N802
@@ -195,6 +213,96 @@ def _check_scalar(name: str, spec: Scalar, value: Any) -> None:
         raise ArgumentError(name, spec.describe(), repr(value))
 
 
+class set_check_finite:  # noqa: N801 - used like a function, and as a context manager
+    """Turn the finiteness check of float inputs on or off, process-wide.
+
+    Every op refuses NaN and ±inf in its float inputs by default (SciPy's ``check_finite``
+    rule), because a non-finite input gives a non-finite answer that says nothing about the
+    routine. The check is one reduction per float input (a sum: NaN and ±inf propagate into
+    it; only when the sum itself overflows are the values looked at one by one); switching it
+    off saves that pass on inputs known to be finite::
+
+        refimpl.set_check_finite(False)          # from now on
+        with refimpl.set_check_finite(False):    # inside the block only
+            ...
+
+    The environment variable ``REFIMPL_CHECK_FINITE=0`` sets the initial state.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        global _CHECK_FINITE
+        self.previous = _CHECK_FINITE
+        _CHECK_FINITE = bool(enabled)
+
+    def __enter__(self) -> set_check_finite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _CHECK_FINITE
+        _CHECK_FINITE = self.previous
+
+
+def check_finite_enabled() -> bool:
+    """Whether ops refuse non-finite float inputs (see :class:`set_check_finite`)."""
+    return _CHECK_FINITE
+
+
+_CHECK_FINITE = os.environ.get("REFIMPL_CHECK_FINITE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _sum_is_finite(value: Any, xp: Any) -> bool:
+    """True when the sum of the entries is finite, which proves that none is NaN or ±inf (a NaN
+    or an infinity propagates into any sum); False also when finite entries overflowed it.
+
+    One pass, no temporary array. (A BLAS matrix-vector product with ones is faster alone, but
+    its threads keep spinning afterwards and slow a multithreaded kernel that follows.)
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(float(xp.sum(value)))
+
+
+def check_finite_array(
+    name: str, value: Any, allow: Sequence[str] = (), all_finite: Callable[[Any], bool] | None = None
+) -> None:
+    """Raise :class:`ArgumentError` naming ``name`` and the first NaN/±inf of a float array
+    that ``allow`` does not name (a no-op while the check is switched off)."""
+    if _CHECK_FINITE:
+        _check_finite_values(name, Tensor((), allow=tuple(allow)), value, all_finite)
+
+
+def _check_finite_values(
+    name: str, spec: Tensor, value: Any, all_finite: Callable[[Any], bool] | None = None
+) -> None:
+    """Refuse NaN/±inf in a float input (those ``spec.allow`` does not name), with the first
+    bad index. Fast path: a finite sum proves every entry finite (``all_finite``: a backend's
+    faster test with the same meaning; False only sends the array to the exact search)."""
+    if not value.size:
+        return
+    xp = array_namespace(value)
+    if not spec.allow and (all_finite(value) if all_finite is not None else _sum_is_finite(value, xp)):
+        return
+    bad = ~xp.isfinite(value)
+    if "nan" in spec.allow:
+        bad &= ~xp.isnan(value)
+    if "inf" in spec.allow:
+        bad &= ~(value == xp.inf)
+    if "-inf" in spec.allow:
+        bad &= ~(value == -xp.inf)
+    if not bool(xp.any(bad)):
+        return
+    index = tuple(int(i) for i in xp.argwhere(bad)[0])
+    bad_value = float(value[index]) if index else float(value)
+    shown = "nan" if math.isnan(bad_value) else ("inf" if bad_value > 0 else "-inf")
+    where = f" at index {index if len(index) != 1 else index[0]}" if index else ""
+    allowed = f"; {', '.join(spec.allow)} allowed" if spec.allow else ""
+    raise ArgumentError(
+        name,
+        f"finite values (NaN and ±inf are refused{allowed}; refimpl.set_check_finite(False) "
+        "turns the check off)",
+        f"{shown}{where}",
+    )
+
+
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _FRAMEWORK_ARRAYS = ("torch", "jax", "jaxlib", "tensorflow", "mlx")  # tensors of autograd frameworks
 
@@ -271,12 +379,15 @@ def validate(
     library: str | None = None,
     allow_empty: Sequence[str] = (),
     check: Callable[[Mapping[str, Any]], None] | None = None,
+    all_finite: Callable[[Any], bool] | None = None,
 ) -> dict[str, Any]:
     """Check ``arguments`` against ``specs``; return the bound dimension sizes.
 
     ``library`` is the array package the backend computes with (``"numpy"``, ``"cupy"``);
     arrays from another package are refused rather than copied behind the caller's back.
     ``check`` is the op's own domain check, run last on the already shape-checked arguments.
+    ``all_finite`` is the backend's fast test for the finiteness check (see
+    :class:`set_check_finite`).
     Every failure is an :class:`InputError` naming the op and the argument.
     """
     dims: dict[str, Any] = {}
@@ -325,6 +436,8 @@ def validate(
             _bind_shape(name, spec, tuple(value.shape), dims, sources, allow_empty)
         for name, spec in specs.items():
             value = arguments[name]
+            if isinstance(spec, Tensor) and spec.kind == "float" and value is not None and _CHECK_FINITE:
+                _check_finite_values(name, spec, value, all_finite)
             if isinstance(spec, Tensor) and spec.kind == "int" and value is not None and value.size:
                 high = dims.get(spec.high, spec.high) if isinstance(spec.high, str) else spec.high
                 low, largest = int(value.min()), int(value.max())

@@ -17,8 +17,11 @@ def load() -> Backend:
     """Build the backend (imports numba and every kernel module; each lists its ``IMPLS``)."""
     import refimpl_numba
 
+    from ._finite import all_finite
+
     return Backend(
         "numba",
         collect_impls(refimpl_numba),
         description="Numba JIT kernels on the CPU, parallel over rows",
+        all_finite=all_finite,
     )

@@ -1,13 +1,14 @@
 """Error cases generated from an op's argument specs.
 
 Most ways to call an op wrongly are already stated by its specs: a float array given as
-integers, a Python list, an array of the wrong rank, a dimension that disagrees with another
-argument, a label at the number of classes, a hyperparameter out of its range, a choice that
-is not one, a missing argument. :func:`generated_errors` takes a valid sample, breaks one
-argument at a time in each of those ways, and returns the calls as :class:`ErrorCase` s that
-must raise :class:`refimpl.InputError` naming that argument, on every backend. Hand-written
-error cases keep only the rules no spec can state (a point outside the ball, a non-symmetric
-level set, a repeated index).
+integers or holding a NaN or an infinity, a Python list, an array of the wrong rank, a
+dimension that disagrees with another argument, a label at the number of classes, a
+hyperparameter out of its range, a choice that is not one, a missing argument.
+:func:`generated_errors` takes a valid sample, breaks one argument at a time in each of those
+ways, and returns the calls as :class:`ErrorCase` s that must raise
+:class:`refimpl.InputError` naming that argument, on every backend. Hand-written error cases
+keep only the rules no spec can state (a point outside the ball, a non-symmetric level set, a
+repeated index).
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ def _tensor_mutations(
             )
         )
         mutations.append((f"one longer along {symbol} than '{dims[symbol][0]}' says", grown))
+    if spec.kind == "float" and value.size:  # refused unless the spec allows that value
+        for text, number in (("nan", math.nan), ("inf", math.inf), ("-inf", -math.inf)):
+            if text not in spec.allow:
+                bad = value.copy()
+                bad.flat[-1] = number
+                mutations.append((f"with a {text} entry", bad))
     if spec.kind == "int" and value.size:
         if spec.low is not None:
             low = value.copy()

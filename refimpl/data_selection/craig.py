@@ -185,17 +185,9 @@ def craig_gradient_proxy(z, y, *, h=None, use_linear=False):
     return g, None
 
 
-def _check_similarity(arguments: Mapping[str, Any]) -> None:
-    g = arguments["g"]
-    xp = array_namespace(g)
-    if not bool(xp.all(xp.isfinite(g))):
-        raise ArgumentError("g", "finite proxies", "NaN or inf entries")
-
-
 @op(
     inputs={"g": FloatArray("n", "d"), "kernel": OneOf(*KERNELS), "block_size": IntScalar(1)},
     outputs=("similarity",),
-    check=_check_similarity,
 )
 def facility_location_similarity(g, *, kernel="submodlib_euclidean", block_size=DEFAULT_BLOCK_SIZE):
     r"""The dense similarity matrix the facility-location greedy maximizes over, built in row blocks.
@@ -259,8 +251,6 @@ def _check_greedy(arguments: Mapping[str, Any]) -> None:
         raise ArgumentError(
             "g", "a square (n, n) similarity matrix with kernel='precomputed'", f"shape {tuple(g.shape)}"
         )
-    if not bool(xp.all(xp.isfinite(g))):
-        raise ArgumentError("g", "finite proxies (or similarities)", "NaN or inf entries")
     counts = xp.bincount(y, minlength=budgets.shape[0])
     over = budgets > counts
     if bool(xp.any(over)):
@@ -438,7 +428,6 @@ def facility_location_greedy(
 
 
 def _check_weights(arguments: Mapping[str, Any]) -> None:
-    _check_similarity(arguments)
     g, indices, kernel = arguments["g"], arguments["indices"], arguments["kernel"]
     xp = array_namespace(g)
     if kernel == "precomputed" and g.shape[0] != g.shape[1]:

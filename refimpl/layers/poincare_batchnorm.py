@@ -154,8 +154,6 @@ def _check_batch_norm(arguments: Mapping[str, Any]) -> None:
             "a positive scale (it sits under a square root; the official code initializes it to 1)",
             f"gamma = {float(gamma)}",
         )
-    if not bool(xp.all(xp.isfinite(beta))):
-        raise ArgumentError("beta", "finite values (a tangent vector at the origin)", f"beta = {beta!r}")
     # b = exp_0(β) must stay inside the ball in the working dtype, or exp_b divides by
     # 1 − c‖b‖² = 0; the forward's arithmetic (f = tanh(u)/u, b = f β), for u > 1 only
     u = math.sqrt(c) * float(xp.sqrt(xp.sum(beta * beta)))

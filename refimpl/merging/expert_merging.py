@@ -11,7 +11,6 @@ from ..authoring import (
     IntScalar,
     Paper,
     RealScalar,
-    array_namespace,
     op,
     sigmoid_and_slope,
 )
@@ -97,15 +96,6 @@ def task_vector_backward(residuals, g_tau):
 
 
 # -- the merge -----------------------------------------------------------------------------
-def _check_merge(arguments) -> None:
-    a = arguments["a"]
-    xp = array_namespace(a)
-    if not bool(xp.all(xp.isfinite(a))):
-        raise ArgumentError(
-            "a", "finite raw coefficients (use a large negative value for α ≈ 0)", "inf or nan"
-        )
-
-
 @op(
     inputs={
         "theta_base": FloatArray("..."),
@@ -115,7 +105,6 @@ def _check_merge(arguments) -> None:
     },
     outputs=("theta",),
     differentiable=("a",),
-    check=_check_merge,
 )
 def expert_merging(theta_base, task_vectors, a, *, official_chunking=True):
     r"""Merge K experts into one parameter tensor with learned, chunk-wise sigmoid coefficients.
@@ -217,9 +206,6 @@ def _check_regularizer(arguments) -> None:
             f"a divisor of the number of coefficients a.size = {a.size} (K experts × chunks)",
             f"num_experts = {num_experts}",
         )
-    xp = array_namespace(a)
-    if not bool(xp.all(xp.isfinite(a))):
-        raise ArgumentError("a", "finite raw coefficients", "inf or nan")
 
 
 @op(

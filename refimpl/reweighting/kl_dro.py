@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..authoring import (
-    ArgumentError,
     FloatArray,
     IntScalar,
     Paper,
@@ -137,24 +136,15 @@ def kl_dro_value_backward(residuals, g_value):
     return (g_value * weights,)
 
 
-def _check_log_u(arguments) -> None:
-    log_u = arguments["log_u"]
-    if np.isnan(log_u) or log_u == np.inf:
-        raise ArgumentError(
-            "log_u", "log u_{t-1} finite or -inf (u_{t-1} = 0: no history)", f"{float(log_u)}"
-        )
-
-
 @op(
     inputs={
         "losses": FloatArray("B"),
-        "log_u": FloatArray(),
+        "log_u": FloatArray(allow=("-inf",)),  # −∞: u_{t−1} = 0, no history
         "r": RealScalar(0, low_open=True),
         "beta": RealScalar(0, 1, low_open=True),
         "n_train": IntScalar(1),
     },
     outputs=("weights", "log_u_new"),
-    check=_check_log_u,
 )
 def kl_dro_compositional_weights(losses, log_u, *, r, beta, n_train):
     r"""The paper's stochastic KL-DRO weights: a moving-average estimate of the normalizer.

@@ -115,7 +115,6 @@ def _midpoint_errors():
         ),
         ErrorCase("a point on the boundary", (np.array([[0.0, -1.0]]),), match=r"argument 'points'.*= 1\.0"),
         ErrorCase("inside for c = 1 but not for c = 100", (valid,), {"c": 100.0}, match=r"1/√c = 0\.1"),
-        ErrorCase("NaN in a point", (np.array([[np.nan, 0.0]]),), match=r"argument 'points'.*nan"),
     ]
 
 
@@ -260,12 +259,8 @@ def _batch_norm_errors():
             (np.array([[0.1, 0.2], [0.9, 0.9]]), one, zero),
             match=r"argument 'x'.*inside the Poincaré ball.*c‖x‖² = 1\.62\d* in row 1",
         ),
-        ErrorCase("NaN in x", (np.array([[np.nan, 0.0], [0.1, 0.1]]), one, zero), match=r"argument 'x'.*nan"),
         ErrorCase("γ = 0", (x, np.asarray(0.0), zero), match=r"argument 'gamma'.*positive"),
         ErrorCase("γ < 0", (x, np.asarray(-1.0), zero), match=r"argument 'gamma'.*positive.*-1\.0"),
-        ErrorCase("γ = NaN", (x, np.asarray(np.nan), zero), match=r"argument 'gamma'.*positive"),
-        ErrorCase("β with NaN", (x, one, np.array([np.nan, 0.0])), match=r"argument 'beta'.*finite"),
-        ErrorCase("β with inf", (x, one, np.array([np.inf, 0.0])), match=r"argument 'beta'.*finite"),
         ErrorCase(
             "β whose exp_0 rounds onto the boundary (√c‖β‖ = 40)",
             (x, one, np.array([40.0, 0.0])),

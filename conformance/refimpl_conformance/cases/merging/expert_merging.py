@@ -120,21 +120,12 @@ def _merge_edges():
     ]
 
 
-def _merge_errors():
-    theta, taus = np.zeros((2, 3)), np.zeros((2, 3, 2))
-    return [
-        ErrorCase("infinite coefficient", (theta, taus, np.array([[0.0], [-np.inf]])), match="finite"),
-        ErrorCase("nan coefficient", (theta, taus, np.array([[np.nan], [0.0]])), match="finite"),
-    ]
-
-
 register(
     OpCases(
         "expert_merging",
         dims={"n": (1, 12), "K": (1, 3), "C": (1, 5)},
         random=_merge_random,
         edges=_merge_edges,
-        errors=_merge_errors,
         notes=NOTES,
         bench=Bench(sizes={"n": 2**21, "K": 4, "C": 64}),
     )
@@ -184,7 +175,6 @@ register(
         edges=_regularizer_edges,
         errors=lambda: [
             ErrorCase("K does not divide a.size", (np.zeros((2, 3)),), {"num_experts": 4}, match="divisor"),
-            ErrorCase("nan coefficient", (np.array([np.nan, 0.0]),), {"num_experts": 1}, match="finite"),
         ],
         notes=NOTES,
         bench=Bench(sizes={"K": 8, "M": 4096}),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import Bench, ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, OpCases, Sample, register
 
 NOTES = {
     "EXP_OVERFLOW": "ℓ/r up to 1e4: a bare exp(ℓ/r) overflows; the max-shifted softmax does not",
@@ -108,22 +108,12 @@ def _compositional_edges():
     ]
 
 
-def _compositional_errors():
-    losses = np.array([1.0, 2.0])
-    good = {"r": 1.0, "beta": 0.5, "n_train": 10}
-    return [
-        ErrorCase("log u = +inf", (losses, np.asarray(np.inf)), good, match=r"'log_u'.*finite or -inf"),
-        ErrorCase("log u = nan", (losses, np.asarray(np.nan)), good, match=r"'log_u'"),
-    ]
-
-
 register(
     OpCases(
         "kl_dro_compositional_weights",
         dims={"B": (1, 20)},
         random=_compositional_random,
         edges=_compositional_edges,
-        errors=_compositional_errors,
         notes=COMPOSITIONAL_NOTES,
         bench=Bench(sizes={"B": 8192}),
     )
