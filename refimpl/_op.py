@@ -24,7 +24,16 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
-from ._spec import ArgumentError, Scalar, Spec, Tensor, array_library, check_finite_array, validate
+from ._spec import (
+    ArgumentError,
+    Scalar,
+    Spec,
+    Tensor,
+    array_library,
+    array_namespace,
+    check_finite_array,
+    validate,
+)
 
 __all__ = [
     "Backend",
@@ -180,7 +189,13 @@ class Op:
             all_finite=all_finite,
         )
         for name, spec in self.specs.items():  # a NumPy float64 scalar would promote float32 math
-            if isinstance(spec, Scalar) and bound.arguments[name] is None:
+            value = bound.arguments[name]
+            if isinstance(spec, Tensor) and value is not None and not value.flags.c_contiguous:
+                # one memory layout for every implementation: a Fortran-ordered or strided
+                # input gives the same bits as its C-contiguous copy (reductions keep their order)
+                bound.arguments[name] = array_namespace(value).ascontiguousarray(value)
+                continue
+            if isinstance(spec, Scalar) and value is None:
                 continue  # an optional scalar not given
             if isinstance(spec, Scalar) and spec.kind == "real":
                 bound.arguments[name] = float(bound.arguments[name])
@@ -430,6 +445,8 @@ def _check_cotangent(
             raise InputError(
                 f"{op.name}: cotangent of output '{name}': expected {error.expected}, got {error.got}"
             ) from None
+    if not cotangent.flags.c_contiguous:
+        cotangent = array_namespace(cotangent).ascontiguousarray(cotangent)
     return cotangent
 
 
