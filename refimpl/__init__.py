@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from . import adapters, data_selection, layers, losses, merging, optim, regularizers, reweighting
 from ._deviations import Deviation, Example, deviations, known_deviation
-from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
+from ._errors import InputError, NotDifferentiableError, RangeError, UnknownOpError, UnsupportedOpError
 from ._op import (
     Backend,
     Impl,
@@ -27,6 +27,7 @@ from ._op import (
     get,
     install_hint,
     ops,
+    set_check_results,
     vjp,
 )
 from ._spec import check_finite_enabled, set_check_finite
@@ -42,6 +43,7 @@ __all__ = [
     "NotDifferentiableError",
     "Op",
     "Paper",
+    "RangeError",
     "UnknownBackendError",
     "UnknownOpError",
     "UnsupportedOpError",
@@ -62,5 +64,6 @@ __all__ = [
     "regularizers",
     "reweighting",
     "set_check_finite",
+    "set_check_results",
     "vjp",
 ]

@@ -19,6 +19,12 @@ class InputError(ValueError):
     """
 
 
+class RangeError(InputError):
+    """Finite inputs gave a NaN or an infinite result: at those magnitudes an intermediate or
+    the result itself exceeds the dtype's range (float32 squares overflow past ~1.8e19). The
+    message names the output and the largest input magnitudes; rescale or use float64."""
+
+
 class UnknownOpError(KeyError):
     """No op of that name is in the catalog."""
 

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._errors import InputError, NotDifferentiableError, UnknownOpError, UnsupportedOpError
+from ._errors import InputError, NotDifferentiableError, RangeError, UnknownOpError, UnsupportedOpError
 from ._spec import (
     ArgumentError,
     Scalar,
@@ -32,6 +32,7 @@ from ._spec import (
     array_library,
     array_namespace,
     check_finite_array,
+    check_finite_enabled,
     validate,
 )
 
@@ -103,6 +104,7 @@ class Op:
         differentiable: Sequence[str] = (),
         check: Callable[[Mapping[str, Any]], None] | None = None,
         allow_empty: Sequence[str] = (),
+        nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.name: str = forward.__name__
         self.family = family
@@ -115,6 +117,11 @@ class Op:
         self.differentiable: tuple[str, ...] = tuple(differentiable)
         self.check = check
         self.allow_empty = tuple(allow_empty)
+        # outputs whose non-finite values mean something (a temperature of +inf: no reweighting)
+        self.nonfinite_outputs = {k: tuple(v) for k, v in (nonfinite_outputs or {}).items()}
+        unknown = set(self.nonfinite_outputs) - set(self.outputs)
+        if unknown:
+            raise TypeError(f"op {self.name}: nonfinite_outputs names no output: {sorted(unknown)}")
         self.__doc__ = forward.__doc__
         self.__module__ = forward.__module__
         self.__wrapped__ = forward
@@ -212,8 +219,76 @@ class Op:
 
 def _call(op: Op, impl: Impl, args, kwargs, *, library: str | None, all_finite=None) -> Any:
     bound = op.bind(args, kwargs, library=library, all_finite=all_finite)
-    outputs, _ = impl.forward(*bound.args, **bound.kwargs)
+    with _quiet():
+        outputs, _ = impl.forward(*bound.args, **bound.kwargs)
+    _check_results(op, bound, zip(op.outputs, _outputs_tuple(op, outputs), strict=True), all_finite)
     return outputs
+
+
+# NumPy's floating-point warnings stay quiet inside an implementation: a stable formula may
+# evaluate a branch it discards (exp of a large argument in np.where), and a result that
+# really is out of range is refused by _check_results with a message that says why.
+def _quiet() -> np.errstate:
+    return np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore")
+
+
+def _outputs_tuple(op: Op, outputs: Any) -> tuple[Any, ...]:
+    return (outputs,) if len(op.outputs) == 1 else tuple(outputs)
+
+
+class set_check_results:  # noqa: N801 - used like a function, and as a context manager
+    """Turn the op layer's check of results on or off (on by default).
+
+    refimpl's implementations are verified, so a NaN or an infinity they return for finite
+    inputs means the inputs lie beyond what the dtype can compute the op at, and the op layer
+    raises :class:`RangeError`. The conformance suite turns this off while it runs an
+    implementation under test: there a non-finite result is the implementation's to answer
+    for, and is compared with the reference instead. ``set_check_finite(False)`` turns it off
+    too.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        global _CHECK_RESULTS
+        self.previous = _CHECK_RESULTS
+        _CHECK_RESULTS = bool(enabled)
+
+    def __enter__(self) -> set_check_results:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _CHECK_RESULTS
+        _CHECK_RESULTS = self.previous
+
+
+_CHECK_RESULTS = True
+
+
+def _check_results(op: Op, bound, results, all_finite=None) -> None:
+    """Finite inputs must give finite results: an output or gradient that is NaN or ±inf
+    (and not a value the op declares meaningful) means the inputs lie beyond what the dtype
+    can compute this op at. Raise :class:`RangeError` saying so, instead of returning it."""
+    if not (_CHECK_RESULTS and check_finite_enabled()):
+        return
+    for label, value in results:
+        if value is None or not hasattr(value, "dtype") or np.dtype(value.dtype).kind != "f":
+            continue
+        allow = op.nonfinite_outputs.get(label, ())
+        try:
+            check_finite_array(label, value, allow=allow, all_finite=all_finite)
+        except ArgumentError as error:
+            largest = []
+            for name, spec in op.specs.items():
+                given = bound.arguments.get(name)
+                if isinstance(spec, Tensor) and spec.kind == "float" and given is not None and given.size:
+                    xp = array_namespace(given)
+                    largest.append(f"{float(xp.max(xp.abs(given))):.3g} in '{name}'")
+            dtype = np.dtype(value.dtype)
+            advice = "rescale the inputs" + (" or compute in float64" if dtype != np.float64 else "")
+            raise RangeError(
+                f"{op.name}: {label} is {error.got} for finite inputs: at these magnitudes an "
+                f"intermediate or the result exceeds what {dtype} represents (largest |value|: "
+                f"{', '.join(largest) or 'none'}); {advice}"
+            ) from None
 
 
 # -- the registry ---------------------------------------------------------------------
@@ -229,6 +304,7 @@ def defop(
     differentiable: Sequence[str] = (),
     check: Callable[[Mapping[str, Any]], None] | None = None,
     allow_empty: Sequence[str] = (),
+    nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
 ) -> Callable[[Callable[..., tuple[Any, Any]]], Op]:
     """Decorator turning a reference forward function into a registered :class:`Op`."""
 
@@ -242,6 +318,7 @@ def defop(
             differentiable=differentiable,
             check=check,
             allow_empty=allow_empty,
+            nonfinite_outputs=nonfinite_outputs,
         )
         if op.name in _OPS:
             raise TypeError(f"op {op.name} is defined twice")
@@ -466,7 +543,9 @@ def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs
         )
     impl = chosen.impl(op)
     bound = op.bind(args, kwargs, library=chosen.array_library, all_finite=chosen.all_finite)
-    outputs, residuals = impl.forward(*bound.args, **bound.kwargs)
+    with _quiet():
+        outputs, residuals = impl.forward(*bound.args, **bound.kwargs)
+    _check_results(op, bound, zip(op.outputs, _outputs_tuple(op, outputs), strict=True), chosen.all_finite)
     single = len(op.outputs) == 1
 
     def pullback(cotangents: Any) -> tuple[Any, ...]:
@@ -483,7 +562,10 @@ def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs
             if cotangent is None:
                 cotangent = output * 0
             checked.append(cotangent)
-        grads = impl.backward(residuals, checked[0] if single else tuple(checked))
-        return tuple(grads)
+        with _quiet():
+            grads = tuple(impl.backward(residuals, checked[0] if single else tuple(checked)))
+        labels = [f"the cotangent of '{name}'" for name in op.differentiable]
+        _check_results(op, bound, zip(labels, grads, strict=False), chosen.all_finite)
+        return grads
 
     return outputs, pullback

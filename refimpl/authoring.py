@@ -56,7 +56,7 @@ from ._blocks import (
 )
 from ._deviations import Example, known_deviation
 from ._discover import collect_impls
-from ._errors import InputError
+from ._errors import InputError, RangeError
 from ._op import Impl, Op, Paper, defop
 from ._spec import (
     ArgumentError,
@@ -81,6 +81,7 @@ __all__ = [
     "FloatArray",
     "Impl",
     "InputError",
+    "RangeError",
     "IntArray",
     "IntScalar",
     "OneOf",
@@ -127,6 +128,7 @@ def op(
     differentiable: Sequence[str] = (),
     check: Callable[[Mapping[str, Any]], None] | None = None,
     allow_empty: Sequence[str] = (),
+    nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
     family: str | None = None,
     paper: Paper | None = None,
 ) -> Callable[[Callable[..., tuple[Any, Any]]], Op]:
@@ -135,6 +137,10 @@ def op(
     The family is the folder the module sits in (``refimpl/losses/...`` -> "losses") and the
     paper the module's ``PAPER``; ``family=``/``paper=`` are only for ops defined elsewhere.
     Register the backward with ``@the_op.defvjp``.
+
+    Finite inputs must give finite outputs and gradients: the op layer raises
+    :class:`RangeError` otherwise. ``nonfinite_outputs`` names the outputs whose non-finite
+    values carry a meaning (``{"temperature": ("inf",)}``).
     """
 
     def register(forward: Callable[..., tuple[Any, Any]]) -> Op:
@@ -153,6 +159,7 @@ def op(
             differentiable=differentiable,
             check=check,
             allow_empty=allow_empty,
+            nonfinite_outputs=nonfinite_outputs,
         )(forward)
 
     return register

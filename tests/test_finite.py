@@ -102,3 +102,32 @@ def test_the_numba_test_agrees_with_numpy_on_every_kind_of_entry(dtype):
     assert all_finite(huge)  # x − x = 0: no overflow
     assert all_finite(x[::2])  # a strided view takes NumPy's path
     assert not all_finite(np.where(np.arange(x.size) == 7, np.nan, x)[::-1])
+
+
+def test_a_result_beyond_the_dtype_is_a_range_error_naming_the_magnitudes():
+    rng = np.random.default_rng(2)
+    h_merged = (rng.standard_normal((3, 4)) * 1e30).astype(np.float32)
+    h_expert = rng.standard_normal((3, 4)).astype(np.float32)
+    mse = refimpl.get("hidden_state_mse")
+    with pytest.raises(refimpl.RangeError) as error:
+        mse(h_merged, h_expert)
+    message = str(error.value)
+    assert message.startswith("hidden_state_mse: loss is inf") and "float32" in message
+    assert "in 'h_merged'" in message and "compute in float64" in message
+    assert isinstance(error.value, refimpl.InputError)
+    with refimpl.set_check_results(False):
+        assert np.isinf(mse(h_merged, h_expert))
+    assert np.isfinite(mse(h_merged.astype(np.float64), h_expert.astype(np.float64)))
+
+
+def test_a_gradient_beyond_the_dtype_is_a_range_error_too():
+    h = np.full((2, 3), 10.0, np.float32)
+    y, pullback = refimpl.vjp("hidden_state_mse", h, np.zeros((2, 3), np.float32))
+    with pytest.raises(refimpl.RangeError, match=r"the cotangent of 'h_merged' is inf"):
+        pullback(np.asarray(3e38, np.float32))
+
+
+def test_an_output_declared_non_finite_passes():
+    temperature = refimpl.get("loss_reweighting_temperature")
+    r = temperature(np.array([0, 5, 2000]), target_r=2.0, burnout_steps=1000)
+    np.testing.assert_array_equal(r, [np.inf, np.inf, 2.0])

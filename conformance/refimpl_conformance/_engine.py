@@ -176,8 +176,24 @@ def compare(actual: Any, expected: Any, allowed: Tolerance | np.ndarray) -> Comp
 
 
 # -- reference and backend evaluation --------------------------------------------------
-def _run(op: Op, backend: Backend, args: Sequence[Any], kwargs: dict[str, Any], cotangents=None):
-    """Forward, and the VJP when cotangents are given, through ``backend``; NumPy arrays out."""
+def _run(
+    op: Op,
+    backend: Backend,
+    args: Sequence[Any],
+    kwargs: dict[str, Any],
+    cotangents=None,
+    *,
+    check_results: bool = False,
+):
+    """Forward, and the VJP when cotangents are given, through ``backend``; NumPy arrays out.
+
+    The op layer's check of results is off unless asked for: a non-finite output of an
+    implementation under test is compared with the reference, not refused."""
+    with refimpl.set_check_results(check_results):
+        return _run_checked(op, backend, args, kwargs, cotangents)
+
+
+def _run_checked(op: Op, backend: Backend, args: Sequence[Any], kwargs: dict[str, Any], cotangents):
     to_device = backend.asarray
     device_args = [to_device(a) if isinstance(a, np.ndarray) else a for a in args]
     device_kwargs = {k: to_device(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}

@@ -142,11 +142,11 @@ def _call(op: Op, backend: Backend, args, kwargs, *, trace: bool = False) -> _Ca
         tracemalloc.start()
     try:
         with np.errstate(all="ignore"):
-            outputs, _ = _run(op, backend, args, kwargs)
+            outputs, _ = _run(op, backend, args, kwargs, check_results=True)
             grads = None
             cotangents = _cotangents(op, outputs)
             if cotangents is not None and any(c is not None for c in cotangents):
-                outputs, grads = _run(op, backend, args, kwargs, cotangents)
+                outputs, grads = _run(op, backend, args, kwargs, cotangents, check_results=True)
         result = _Call(outputs, grads)
     except InputError as error:
         result = _Call(error=error)

@@ -8,6 +8,8 @@ failure message carries the `refimpl check` command that rebuilds the sample.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,8 +21,14 @@ from ._engine import check_errors, check_finite_differences, check_sample
 
 OPS = list(all_cases())
 DTYPES = ["float64", "float32"]
+# The draws are the same on every run (a red CI is always reproducible); set
+# REFIMPL_HYPOTHESIS_EXPLORE=1 to draw new ones, and REFIMPL_HYPOTHESIS_EXAMPLES=N for more.
 SETTINGS = settings(
-    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=int(os.environ.get("REFIMPL_HYPOTHESIS_EXAMPLES", "8")),
+    deadline=None,
+    derandomize=os.environ.get("REFIMPL_HYPOTHESIS_EXPLORE", "") in ("", "0"),
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 

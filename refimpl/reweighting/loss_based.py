@@ -207,6 +207,7 @@ def loss_weighted_objective_backward(residuals, g_objective):
         "burnout_steps": IntScalar(0),
     },
     outputs=("temperature",),
+    nonfinite_outputs={"temperature": ("inf",)},  # +∞ during the burn-out: no reweighting
 )
 def loss_reweighting_temperature(steps, *, target_r, burnout_steps=BURNOUT_STEPS):
     r"""The temperature r of loss-based reweighting at each training step: ∞, then the target.

@@ -40,8 +40,23 @@ def _sigmoid(x):
     return 1.0 / (1.0 + e) if x >= 0 else e / (1.0 + e)
 
 
+@njit(cache=True, inline="always")
+def _shifted(c, u, i, k, label, top, inverse_s, z_tilde_y, inverse_lam, m):
+    """a_k − m, with a_k = (c + ũ_k − z̃_y)/λ (a_y = 0) and m = a_top the row's largest.
+
+    For k ≠ y and a largest term other than the label's, ``(ũ_k − ũ_top)/λ``: exactly 0 at
+    the top (whatever order the additions are done in: reassociation is allowed here) and
+    without the cancellation of ``a_k − m`` when |a| ≈ 300 (λ = 0.1), which would make the
+    top softmax weight 1 − 250 ulps in one kernel and 1 in the other."""
+    if k == label:
+        return -m
+    if top < 0:  # the label's a_y = 0 is the largest: m = 0
+        return (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam
+    return ((u[i, k] - u[i, top]) * inverse_s) * inverse_lam
+
+
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _ldr_rows(u, y, c, lam, normalized, row_max, normalizer, scale, per_row):
+def _ldr_rows(u, y, c, lam, normalized, row_max, top, normalizer, scale, per_row):
     num_classes = u.shape[1]
     for i in prange(u.shape[0]):
         s = 1.0
@@ -54,21 +69,25 @@ def _ldr_rows(u, y, c, lam, normalized, row_max, normalizer, scale, per_row):
         inverse_s = 1.0 / s
         z_tilde_y = u[i, label] * inverse_s
         inverse_lam = 1.0 / lam[i]
-        m = -math.inf
-        for k in range(num_classes):  # a_k = b_k/λ_i, b_y = 0
-            m = max(m, 0.0 if k == label else (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam)
+        m = 0.0  # a_y = 0
+        best = -1
+        for k in range(num_classes):  # a_k = b_k/λ_i
+            if k != label:
+                a = (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam
+                if a > m:
+                    m, best = a, k
         acc = 0.0
         for k in range(num_classes):  # every exponent is <= 0
-            a = 0.0 if k == label else (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam
-            acc += expm1(a - m)
+            acc += expm1(_shifted(c, u, i, k, label, best, inverse_s, z_tilde_y, inverse_lam, m))
         per_row[i] = lam[i] * (m + math.log1p(acc / num_classes))
         row_max[i] = m
+        top[i] = best
         normalizer[i] = acc + num_classes  # Σ_k exp(a_k − m)
         scale[i] = s
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc"})
-def _ldr_backward_rows(u, y, c, lam, normalized, row_max, normalizer, scale, weight, z, softplus, g_z):
+def _ldr_backward_rows(u, y, c, lam, normalized, row_max, top, normalizer, scale, weight, z, softplus, g_z):
     """ū_k = w (q_k − δ_ky) with q = softmax(a) rebuilt from the row's max and normalizer,
     then through the normalization and, for "softplus_mean", du/dz = σ(z)."""
     num_classes = u.shape[1]
@@ -80,9 +99,10 @@ def _ldr_backward_rows(u, y, c, lam, normalized, row_max, normalizer, scale, wei
         inverse_lam = 1.0 / lam[i]
         m = row_max[i]
         w_over_normalizer = weight[i] / normalizer[i]
+        best = top[i]
         for k in range(num_classes):
-            a = 0.0 if k == label else (c + u[i, k] * inverse_s - z_tilde_y) * inverse_lam
-            g_z[i, k] = w_over_normalizer * exp(a - m)
+            shifted = _shifted(c, u, i, k, label, best, inverse_s, z_tilde_y, inverse_lam, m)
+            g_z[i, k] = w_over_normalizer * exp(shifted)
         g_z[i, label] -= weight[i]
         if not normalized:
             continue
@@ -108,8 +128,10 @@ def _forward(z, y, c, lam_rows, normalize):
         u = np.empty(work.shape, dtype=np.float64)
         _softplus_rows(work, u)
     row_max, normalizer, scale, per_row = (np.empty(work.shape[0], dtype=np.float64) for _ in range(4))
-    _ldr_rows(u, labels, float(c), lam_rows, mode != 0, row_max, normalizer, scale, per_row)
-    return per_row, (u, labels, float(c), lam_rows, mode != 0, row_max, normalizer, scale, work, mode == 1)
+    top = np.empty(work.shape[0], dtype=np.int64)
+    _ldr_rows(u, labels, float(c), lam_rows, mode != 0, row_max, top, normalizer, scale, per_row)
+    saved = (u, labels, float(c), lam_rows, mode != 0, row_max, top, normalizer, scale, work, mode == 1)
+    return per_row, saved
 
 
 def ldr_kl_loss_forward(z, y, *, c=0.1, lam=10.0, normalize="none", reduction="mean"):
@@ -119,11 +141,11 @@ def ldr_kl_loss_forward(z, y, *, c=0.1, lam=10.0, normalize="none", reduction="m
 
 def ldr_kl_loss_backward(residuals, g_loss):
     saved, reduction = residuals
-    u, labels, c, lam_rows, normalized, row_max, normalizer, scale, work, softplus = saved
+    u, labels, c, lam_rows, normalized, row_max, top, normalizer, scale, work, softplus = saved
     g_z = np.empty(work.shape, dtype=work.dtype)
     weight = row_weights(np.asarray(g_loss, dtype=np.float64), reduction, work.shape[0])
     _ldr_backward_rows(
-        u, labels, c, lam_rows, normalized, row_max, normalizer, scale, weight, work, softplus, g_z
+        u, labels, c, lam_rows, normalized, row_max, top, normalizer, scale, weight, work, softplus, g_z
     )
     return (g_z,)
 
