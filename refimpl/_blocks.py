@@ -35,6 +35,7 @@ __all__ = [
     "log_softmax_backward",
     "logsumexp",
     "reduce_rows",
+    "row_norm",
     "row_weights",
     "sigmoid",
     "sigmoid_and_slope",
@@ -116,14 +117,38 @@ def log_sigmoid(u: np.ndarray) -> np.ndarray:
     return -softplus(-u)
 
 
+def row_norm(z: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """``sqrt(‖z‖² + eps)`` over the last axis (keepdims), right also where ``‖z‖²`` overflows
+    or underflows the dtype.
+
+    The plain sum of squares first (bit for bit the textbook formula on ordinary rows). Rows
+    where it overflowed (float32: entries beyond ~1.8e19), or, with ``eps = 0``, fell below the
+    smallest normal number (entries below ~1e-19, where it loses its digits or becomes 0), are
+    computed again scaled by their largest entry: ``‖z‖ = s·‖z/s‖``, as LAPACK's ``nrm2``
+    does. ``eps`` is negligible beside an overflowing ``‖z‖²`` and dominates an underflowing
+    one, so those rows keep ``s·‖z/s‖``.
+    """
+    xp = array_namespace(z)
+    squares = (z * z).sum(axis=-1, keepdims=True)
+    norm = xp.sqrt(squares + z.dtype.type(eps))
+    redo = ~xp.isfinite(squares)
+    if eps == 0:
+        redo |= squares < xp.finfo(z.dtype).tiny
+    if bool(xp.any(redo)):
+        largest = xp.max(xp.abs(z), axis=-1, keepdims=True)
+        unit = z / xp.where(largest > 0, largest, 1)
+        norm = xp.where(redo, largest * xp.sqrt((unit * unit).sum(axis=-1, keepdims=True)), norm)
+    return norm
+
+
 def l2_normalize(z: np.ndarray, eps: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    """``(z/max(‖z‖, eps), ‖z‖ clamped)`` over the last axis.
+    """``(z/max(‖z‖, eps), ‖z‖ clamped)`` over the last axis (``‖z‖`` by :func:`row_norm`).
 
     ``eps`` is the guard of the op that calls it (``F.normalize`` uses 1e-12); with
     ``eps = 0`` a zero row must have been rejected before.
     """
     xp = array_namespace(z)
-    norm = xp.maximum(xp.sqrt((z * z).sum(axis=-1, keepdims=True)), z.dtype.type(eps))
+    norm = xp.maximum(row_norm(z), z.dtype.type(eps))
     return z / norm, norm
 
 

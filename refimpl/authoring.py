@@ -27,7 +27,7 @@ hyperparameters (``optional=True``: the argument may be None, meaning "not given
 rule no spec can state goes in ``check``, raising :class:`ArgumentError`.
 
 The blocks (``logsumexp``, ``log_softmax``, ``softmax`` and their VJPs, ``softplus``,
-``sigmoid``, ``l2_normalize``, ``reduce_rows``/``row_weights`` for mean/sum/none) work on the
+``sigmoid``, ``row_norm``, ``l2_normalize``, ``reduce_rows``/``row_weights`` for mean/sum/none) work on the
 array library of their input, so NumPy and CuPy code share one rule.
 """
 
@@ -47,6 +47,7 @@ from ._blocks import (
     log_softmax_backward,
     logsumexp,
     reduce_rows,
+    row_norm,
     row_weights,
     sigmoid,
     sigmoid_and_slope,
@@ -102,6 +103,7 @@ __all__ = [
     "logsumexp",
     "op",
     "reduce_rows",
+    "row_norm",
     "row_weights",
     "sigmoid",
     "sigmoid_and_slope",

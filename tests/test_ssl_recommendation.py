@@ -77,9 +77,20 @@ def test_zero_embedding_needs_eps():
     assert np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in pullback(np.array(1.0)))
 
 
-def test_a_float32_row_whose_squared_norm_underflows_is_refused_at_eps_zero():
-    z = np.array([[1e-30, 0.0], [1.0, 0.0]], np.float32)
-    with pytest.raises(refimpl.InputError, match="= 0 in float32 at row 0"):
+def test_a_float32_row_whose_squared_norm_underflows_is_normalized_by_scaling():
+    # ‖(1e-30, 0)‖² underflows in float32, but the direction is exact: the norm is
+    # recomputed on the row scaled by its largest entry, so the row counts as (1, 0).
+    tiny = np.array([[1e-30, 0.0], [1.0, 0.0]], np.float32)
+    unit = np.array([[1.0, 0.0], [1.0, 0.0]], np.float32)
+    other = np.array([[0.5, 1.0], [1.0, 2.0]], np.float32)
+    got = cosine_infonce(tiny, other, temperature=0.1, alpha=1.0)
+    want = cosine_infonce(unit, other, temperature=0.1, alpha=1.0)
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_a_float32_row_of_zeros_is_refused_at_eps_zero():
+    z = np.array([[0.0, 0.0], [1.0, 0.0]], np.float32)
+    with pytest.raises(refimpl.InputError, match="a zero row at row 0"):
         cosine_infonce(z, z + 1, temperature=0.1, alpha=1.0)
 
 

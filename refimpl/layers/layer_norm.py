@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..authoring import FloatArray, Paper, RealScalar, op
+from ..authoring import FloatArray, Paper, RealScalar, op, row_norm
 
 __all__ = ["layer_norm"]
 
@@ -34,6 +34,10 @@ def layer_norm(x, gamma, beta, *, eps=1e-5):
         rstd  = 1 / sqrt(v + ε)
         x̂_j   = (x_j - μ) · rstd
         y_j   = γ_j · x̂_j + β_j
+
+    A row whose deviations are too large to square in the dtype (float32: |x − μ| beyond
+    ~1.8e19) takes ``rstd = √D/‖x − μ‖`` with the norm computed scaled (``row_norm``); ε is
+    negligible there. Beyond that, an overflowing mean is refused with a ``RangeError``.
 
     Backward. Let ``G = ∂L/∂y`` and ``ĝ = G ⊙ γ`` (the cotangent of x̂). Since
     ``∂μ/∂x_k = 1/D`` and ``∂v/∂x_k = 2(x_k - μ)/D``, differentiating ``x̂_j = (x_j - μ)·rstd``
@@ -66,6 +70,9 @@ def layer_norm(x, gamma, beta, *, eps=1e-5):
     centered = x - mu
     variance = (centered * centered).mean(axis=-1, keepdims=True)
     rstd = 1 / np.sqrt(variance + eps)
+    overflow = ~np.isfinite(variance)  # |x − μ| beyond ~1.8e19 in float32: the squares overflowed
+    if overflow.any():  # σ = ‖x − μ‖/√D computed scaled; eps is negligible beside σ²
+        rstd = np.where(overflow, np.sqrt(x.shape[-1]) / row_norm(centered), rstd).astype(x.dtype)
     x_hat = centered * rstd
     y = gamma * x_hat + beta
     return y, (x_hat, rstd, gamma)

@@ -345,6 +345,12 @@ def _check_conv(arguments: Mapping[str, Any]) -> None:
     x, Z = arguments["x"], arguments["Z"]
     k, padding = int(arguments["kernel_size"]), int(arguments["padding"])
     _, height, width, n = x.shape
+    if padding >= k:
+        raise ArgumentError(
+            "padding",
+            f"padding < kernel_size = {k} (a wider border only adds windows that see no pixel of the image)",
+            repr(padding),
+        )
     if Z.shape[0] != k * k * n:
         raise ArgumentError(
             "Z",
@@ -424,7 +430,7 @@ def poincare_conv2d(x, Z, r, *, c=1.0, kernel_size, stride=1, padding=0):
         c: curvature magnitude, > 0 (default 1).
         kernel_size: k ≥ 1 (square kernels).
         stride: ≥ 1 (default 1).
-        padding: pixels of the origin added on every side, ≥ 0 (default 0).
+        padding: pixels of the origin added on every side, 0 ≤ padding < kernel_size (default 0).
 
     Returns:
         y: shape (B, Ho, Wo, m), points of the m-ball, same dtype.

@@ -149,12 +149,13 @@ def f_divergence_weight(
     r = np.exp(np.clip(logit, dtype(-logit_clip), dtype(logit_clip)))
     r = np.clip(r, dtype(ratio_lower), dtype(ratio_upper))
     if ratio_normalization:
-        bins = int(time_bin.max()) + 1
-        count = np.bincount(time_bin, minlength=bins).astype(logit.dtype)
-        total = np.zeros(bins, dtype=logit.dtype)
-        np.add.at(total, time_bin, r)
+        # the ids are compacted first: memory follows the batch, not the largest id
+        _, slot = np.unique(time_bin, return_inverse=True)
+        count = np.bincount(slot).astype(logit.dtype)
+        total = np.zeros(count.shape[0], dtype=logit.dtype)
+        np.add.at(total, slot, r)
         bin_mean = total / (count + dtype(NORMALIZATION_EPS))
-        r = r / (bin_mean[time_bin] + dtype(NORMALIZATION_EPS))
+        r = r / (bin_mean[slot] + dtype(NORMALIZATION_EPS))
     h = weighting_function(r, divergence)
     if normalize:
         h = h / (h.mean() + dtype(NORMALIZATION_EPS))

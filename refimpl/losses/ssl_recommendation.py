@@ -16,6 +16,7 @@ from ..authoring import (
     log_softmax,
     op,
     reduce_rows,
+    row_norm,
     row_weights,
     softmax,
 )
@@ -38,19 +39,19 @@ def _check_norms(arguments) -> None:
         return
     for name in ("z", "z_prime"):
         z = _host(arguments[name])
-        squared = (z * z).sum(axis=-1)  # in the input dtype, exactly as the forward: catches underflow too
-        zero = np.flatnonzero(squared == 0)
+        zero = np.flatnonzero(np.all(z == 0, axis=-1))
         if zero.size:
             raise ArgumentError(
                 name,
                 "rows of nonzero norm when eps = 0 (a zero embedding has no direction; pass eps > 0)",
-                f"‖row‖² = 0 in {z.dtype} at row {int(zero[0])}",
+                f"a zero row at row {int(zero[0])}",
             )
 
 
 def _guarded_normalize(z: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """``ẑ = z/n`` with ``n = sqrt(‖z‖² + eps)`` (a smooth guard; eps = 0: plain L2)."""
-    norm = np.sqrt((z * z).sum(axis=-1, keepdims=True) + z.dtype.type(eps))
+    """``ẑ = z/n`` with ``n = sqrt(‖z‖² + eps)`` (a smooth guard; eps = 0: plain L2), the norm
+    right also where ``‖z‖²`` over- or underflows (``row_norm``)."""
+    norm = row_norm(z, eps)
     return z / norm, norm
 
 

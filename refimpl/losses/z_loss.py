@@ -14,6 +14,7 @@ from ..authoring import (
     array_namespace,
     op,
     reduce_rows,
+    row_norm,
     row_weights,
     sigmoid,
     softplus,
@@ -74,6 +75,9 @@ def z_loss(o, c, *, a, b, eps=0.0, reduction="mean"):
         σ   = sqrt(mean_k (o_k − μ)² + eps)          (population std, two-pass)
         z_k = (o_k − μ)/σ
         ℓ   = (1/a) softplus(a (b − z_c))            (stable softplus)
+
+    Rows whose deviations cannot be squared in the dtype (float32: beyond ~1.8e19, or below
+    ~1e-19 with eps = 0) take σ from the norm computed scaled (``row_norm``).
         L   = mean_i ℓ_i   (reduction="mean"; "sum"; "none")
 
     Backward. With ``s = σ(a(b − z_c))`` (the logistic sigmoid), ``∂ℓ/∂z_c = −s``. From
@@ -116,7 +120,14 @@ def z_loss(o, c, *, a, b, eps=0.0, reduction="mean"):
     rows = np.arange(o.shape[0])
     mu = o.mean(axis=-1, keepdims=True)
     centered = o - mu
-    sigma = np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + dtype.type(eps))
+    variance = (centered * centered).mean(axis=-1, keepdims=True)
+    sigma = np.sqrt(variance + dtype.type(eps))
+    # deviations too large (or, with eps = 0, too small) to square in the dtype: σ from the
+    # norm computed scaled, σ = sqrt(‖o − μ‖² + D·eps)/√D (eps negligible, or dominant, there)
+    redo = ~np.isfinite(variance) | ((variance < np.finfo(dtype).tiny) & (eps == 0))
+    if redo.any():
+        sigma = np.where(redo, row_norm(centered, num_outputs * eps) / np.sqrt(num_outputs), sigma)
+        sigma = sigma.astype(dtype)
     z = centered / sigma
     z_c = z[rows, c]
     a_ = dtype.type(a)

@@ -8,11 +8,12 @@ backward recomputes x̂ instead of storing it.
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
-from refimpl.authoring import Impl
+from refimpl.authoring import Impl, row_norm
 
-from .._fuse import kernel_set
+from .._fuse import kernel_set, xp_of
 
 
 def _kernels(xp, fuse):
@@ -54,6 +55,10 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5):
     mean = x.sum(axis=-1, keepdims=True) / d
     sum_sq = k.row_mean_squared_deviation(x, mean)[..., None]
     rstd = k.rstd_of(sum_sq, d, eps)
+    xp = xp_of(x)
+    overflow = ~xp.isfinite(sum_sq)  # the squares overflowed: σ = ‖x − μ‖/√D scaled (as the reference)
+    if bool(overflow.any()):
+        rstd = xp.where(overflow, math.sqrt(d) / row_norm(x - mean), rstd).astype(x.dtype)
     y = k.normalize_affine(x, mean, rstd, gamma, beta)
     return y, (x, mean, rstd, gamma)
 

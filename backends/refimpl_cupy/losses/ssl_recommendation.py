@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from refimpl.authoring import Impl, reduce_rows, row_weights
+from refimpl.authoring import Impl, reduce_rows, row_norm, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -37,7 +37,7 @@ def _log_softmax_rows(xp, u):
 
 
 def _guarded_normalize(xp, z, eps):
-    norm = xp.sqrt((z * z).sum(axis=-1, keepdims=True) + z.dtype.type(eps))
+    norm = row_norm(z, eps)
     return z / norm, norm
 
 

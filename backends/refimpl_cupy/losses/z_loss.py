@@ -7,9 +7,10 @@ squares), the target's z-score, a stable softplus; the backward is one fused ker
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
-from refimpl.authoring import Impl, reduce_rows, row_weights
+from refimpl.authoring import Impl, reduce_rows, row_norm, row_weights
 
 from .._fuse import kernel_set, xp_of
 
@@ -44,7 +45,12 @@ def z_loss_forward(o, c, *, a, b, eps=0.0, reduction="mean"):
     dtype = o.dtype.type
     labels = c.astype(xp.int64)[:, None]
     mu = o.mean(axis=-1, keepdims=True)
-    sigma = xp.sqrt(k.squared(o, mu).mean(axis=-1, keepdims=True) + dtype(eps))
+    variance = k.squared(o, mu).mean(axis=-1, keepdims=True)
+    sigma = xp.sqrt(variance + dtype(eps))
+    redo = ~xp.isfinite(variance) | ((variance < xp.finfo(o.dtype).tiny) & (eps == 0))
+    if bool(redo.any()):  # as the reference: σ from the norm computed scaled
+        d = o.shape[-1]
+        sigma = xp.where(redo, row_norm(o - mu, d * eps) / math.sqrt(d), sigma).astype(o.dtype)
     z_c = ((xp.take_along_axis(o, labels, axis=1) - mu) / sigma)[:, 0]
     per_row, slope = k.softplus_and_sigmoid(dtype(a) * (dtype(b) - z_c), dtype(1 / a))
     return reduce_rows(per_row, reduction, o.dtype), (o, labels, mu, sigma, z_c, slope, reduction)

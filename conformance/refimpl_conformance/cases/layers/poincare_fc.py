@@ -259,7 +259,7 @@ register(
 def _conv_random(rng, B, H, W, n, m):
     c = _random_c(rng)
     padding = int(rng.integers(0, 2))
-    kernel_size = int(rng.integers(1, min(3, H + 2 * padding, W + 2 * padding) + 1))
+    kernel_size = int(rng.integers(padding + 1, min(3, H + 2 * padding, W + 2 * padding) + 1))
     stride = int(rng.integers(1, 3))
     x = _ball_points(rng, (B, H, W, n), c, rng.uniform(0, 0.95, (B, H, W)))
     Z = rng.standard_normal((kernel_size * kernel_size * n, m)) * rng.uniform(0.2, 1.0)
@@ -348,6 +348,12 @@ def _conv_errors():
             (x, np.ones((32, 2)), r),
             {"kernel_size": 4},
             match=r"argument 'kernel_size'.*padded image \(3 × 3\)",
+        ),
+        ErrorCase(
+            "padding as wide as the kernel",
+            (x, np.ones((2, 2)), r),
+            {"kernel_size": 1, "padding": 1},
+            match=r"argument 'padding'.*padding < kernel_size = 1",
         ),
         ErrorCase(
             "a pixel outside the ball",
