@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..authoring import ArgumentError, FloatArray, Paper, RealScalar, array_namespace, op
+from ..authoring import ArgumentError, FloatArray, Paper, RealScalar, array_namespace, op, row_norm
 
 __all__ = [
     "mobius_add",
@@ -69,6 +69,46 @@ def _require_inside_ball(name: str, x: Any, c: float) -> None:
         f"points inside the Poincaré ball, c‖{name}‖² < 1 (‖{name}‖ < 1/√c = {1 / math.sqrt(c):.6g})",
         f"c‖{name}‖² = {value}{where} (rescale or project the points onto the ball first)",
     )
+
+
+def tangent_length_limit(dtype: Any) -> float:
+    """The largest ``√c‖p‖`` of a tangent vector that ``exp_0`` accepts in ``dtype``.
+
+    Past ``tiny^(−1/3)/2`` (≈ 2.2e12 in float32, 1.6e102 in float64) the factor
+    ``h = (sech²u − f)/u² ≈ −1/u³`` of the VJP underflows and the gradient loses its radial
+    term; ``c‖p‖²`` itself overflows later still. ``tanh(u)`` has long rounded to 1 there:
+    every such vector maps onto the boundary.
+    """
+    return float(np.finfo(dtype).tiny) ** (-1 / 3) / 2
+
+
+def _require_tangent_in_range(name: str, what: str, length: Any, norm: Any, dtype: Any) -> None:
+    """Raise ``ArgumentError`` unless every row's ``√c‖p‖`` (``length``) and ``‖p‖`` (``norm``)
+    stay in the dtype's range (see :func:`tangent_length_limit`); both are per-row arrays."""
+    xp = array_namespace(length)
+    limit = tangent_length_limit(dtype)
+    norm_limit = math.sqrt(float(np.finfo(dtype).max)) / 2  # ‖p‖² must not overflow (c < 1)
+    bad = ~((length <= limit) & (norm <= norm_limit))
+    if not bool(xp.any(bad)):
+        return
+    length, bad = length[..., 0], bad[..., 0]  # per row: drop the kept last axis
+    flat = bad.reshape(-1)
+    first = int(xp.argmax(flat))
+    row = tuple(int(i) for i in np.unravel_index(first, bad.shape))
+    where = "" if not row else f" in row {row[0] if len(row) == 1 else row}"
+    raise ArgumentError(
+        name,
+        f"{what} of at most {limit:.3g} in {np.dtype(dtype)} (and ‖·‖ ≤ {norm_limit:.3g}): beyond it "
+        "exp_0 rounds onto the boundary and its gradient underflows",
+        f"{float(length.reshape(-1)[first]):.3g}{where} (rescale, or use float64)",
+    )
+
+
+def _artanh_of_norm(x: Any, c: float) -> Any:
+    """``artanh(√c‖x‖)`` per row (keepdims) of points inside the ball: ``√c‖log_0 x‖``."""
+    u2 = _c_squared_norm(x, c)
+    f, _ = logmap0_factors(u2)
+    return f * np.sqrt(u2)
 
 
 def _check_x_y_in_ball(arguments: Mapping[str, Any]) -> None:
@@ -202,10 +242,17 @@ def expmap0_factors(u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.where(small, f_series, f_direct), np.where(small, h_series, h_direct)
 
 
+def _check_expmap0(arguments: Mapping[str, Any]) -> None:
+    v, c = arguments["v"], float(arguments["c"])
+    norm = row_norm(v)
+    _require_tangent_in_range("v", "tangent vectors with √c‖v‖", math.sqrt(c) * norm, norm, v.dtype)
+
+
 @op(
     inputs={"v": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("v",),
+    check=_check_expmap0,
 )
 def poincare_expmap0(v, *, c=1.0):
     r"""Exponential map at the origin: a tangent vector ``v`` to the point ``exp_0(v)``.
@@ -239,7 +286,9 @@ def poincare_expmap0(v, *, c=1.0):
     identity (``v̄ = ō``).
 
     Args:
-        v: tangent vectors at the origin, shape (..., n), float32 or float64 (any size).
+        v: tangent vectors at the origin, shape (..., n), float32 or float64, with
+            ``√c‖v‖`` up to :func:`tangent_length_limit` (2.2e12 in float32, 1.6e102 in float64;
+            every longer vector maps onto the boundary, and is refused).
         c: curvature magnitude, > 0 (default 1).
 
     Returns:
@@ -390,12 +439,41 @@ def _logmap0_forward(y: np.ndarray, c: float) -> tuple[np.ndarray, tuple]:
     return f * y, (y, f, h, c)
 
 
+def _check_mobius_scalar_mul(arguments: Mapping[str, Any]) -> None:
+    """x inside the ball; ``p = r·log_0(x)`` (``√c‖p‖ = |r|·artanh(√c‖x‖)``) in range."""
+    r, x, c = arguments["r"], arguments["x"], float(arguments["c"])
+    _require_inside_ball("x", x, c)
+    length = np.abs(r)[..., None] * _artanh_of_norm(x, c)
+    _require_tangent_in_range(
+        "r", "|r|·artanh(√c‖x‖) (the length √c‖r·log_0(x)‖)", length, length / math.sqrt(c), x.dtype
+    )
+
+
+def _check_mobius_matvec(arguments: Mapping[str, Any]) -> None:
+    """x inside the ball; ``p = M log_0(x)``, bounded by ``‖M‖_F·artanh(√c‖x‖)/√c``, in range."""
+    M, x, c = arguments["M"], arguments["x"], float(arguments["c"])
+    _require_inside_ball("x", x, c)
+    length = row_norm(M.reshape(1, -1))[0, 0] * _artanh_of_norm(x, c)
+    _require_tangent_in_range(
+        "M", "‖M‖_F·artanh(√c‖x‖) (a bound on √c‖M log_0(x)‖)", length, length / math.sqrt(c), x.dtype
+    )
+
+
+def _check_expmap(arguments: Mapping[str, Any]) -> None:
+    """x inside the ball; ``s = v/β_x`` in range."""
+    x, v, c = arguments["x"], arguments["v"], float(arguments["c"])
+    _require_inside_ball("x", x, c)
+    norm = row_norm(v) / (1 - _c_squared_norm(x, c))
+    what = "tangent vectors with √c‖v‖/(1 − c‖x‖²)"
+    _require_tangent_in_range("v", what, math.sqrt(c) * norm, norm, v.dtype)
+
+
 # -- Möbius scalar multiplication and matrix-vector product ---------------------------------
 @op(
     inputs={"r": FloatArray("..."), "x": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("r", "x"),
-    check=_points_in_ball("x"),
+    check=_check_mobius_scalar_mul,
 )
 def mobius_scalar_mul(r, x, *, c=1.0):
     r"""Möbius scalar multiplication ``r ⊗ x``: walk ``r`` times as far from the origin.
@@ -425,7 +503,8 @@ def mobius_scalar_mul(r, x, *, c=1.0):
         x̄ = F w̄ + c h_F ⟨w̄, x⟩ x                  (w = F(√c‖x‖) x)
 
     Args:
-        r: scalars, shape ``x.shape[:-1]``, the dtype of x.
+        r: scalars, shape ``x.shape[:-1]``, the dtype of x; ``|r|·artanh(√c‖x‖)`` up to
+            :func:`tangent_length_limit`.
         x: points of the ball, shape (..., n), ``c‖x‖² < 1`` per row.
         c: curvature magnitude, > 0 (default 1).
 
@@ -463,7 +542,7 @@ def mobius_scalar_mul_backward(residuals, g_o):
     inputs={"M": FloatArray("m", "n"), "x": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("M", "x"),
-    check=_points_in_ball("x"),
+    check=_check_mobius_matvec,
 )
 def mobius_matvec(M, x, *, c=1.0):
     r"""Möbius matrix-vector product ``M ⊗ x``: a linear map carried onto the ball.
@@ -485,7 +564,7 @@ def mobius_matvec(M, x, *, c=1.0):
         x̄ = F w̄ + c h_F ⟨w̄, x⟩ x                  (w = F(√c‖x‖) x)
 
     Args:
-        M: matrix, shape (m, n).
+        M: matrix, shape (m, n); ``‖M‖_F·artanh(√c‖x‖)`` up to :func:`tangent_length_limit`.
         x: points of the ball, shape (..., n), ``c‖x‖² < 1`` per row.
         c: curvature magnitude, > 0 (default 1).
 
@@ -522,7 +601,7 @@ def mobius_matvec_backward(residuals, g_o):
     inputs={"x": FloatArray("...", "n"), "v": FloatArray("...", "n"), "c": RealScalar(0, low_open=True)},
     outputs=("o",),
     differentiable=("x", "v"),
-    check=_points_in_ball("x"),
+    check=_check_expmap,
 )
 def poincare_expmap(x, v, *, c=1.0):
     r"""Exponential map at ``x``: follow the geodesic from ``x`` with initial velocity ``v``.
@@ -548,7 +627,7 @@ def poincare_expmap(x, v, *, c=1.0):
 
     Args:
         x: base points of the ball, shape (..., n), ``c‖x‖² < 1`` per row.
-        v: tangent vectors at x, the same shape (any size).
+        v: tangent vectors at x, the same shape, ``√c‖v‖/β_x`` up to :func:`tangent_length_limit`.
         c: curvature magnitude, > 0 (default 1).
 
     Returns:
@@ -942,7 +1021,7 @@ def poincare_project(x, *, c=1.0, eps=None):
     c = float(c)
     eps = PROJECT_EPS[np.dtype(x.dtype)] if eps is None else float(eps)
     max_norm = (1 - eps) / math.sqrt(c)
-    norm = np.sqrt(np.sum(x * x, axis=-1, keepdims=True))
+    norm = row_norm(x)  # ‖x‖ even where ‖x‖² overflows (x = 1e30 in float32)
     outside = norm > max_norm
     scale = max_norm / np.where(outside, norm, 1)
     return np.where(outside, x * scale, x), None

@@ -156,11 +156,12 @@ def _check_batch_norm(arguments: Mapping[str, Any]) -> None:
         )
     # b = exp_0(β) must stay inside the ball in the working dtype, or exp_b divides by
     # 1 − c‖b‖² = 0; the forward's arithmetic (f = tanh(u)/u, b = f β), for u > 1 only
+    # (‖β‖² overflows to inf past ~1.8e19 in float32: then b would be 0·β, refused as well)
     u = math.sqrt(c) * float(xp.sqrt(xp.sum(beta * beta)))
     if u > 1:
         root_c_norm = xp.sqrt(c * xp.sum(beta * beta))
         b = (xp.tanh(root_c_norm) / root_c_norm) * beta
-        if not bool(c * xp.sum(b * b) < 1):
+        if not (math.isfinite(u) and bool(c * xp.sum(b * b) < 1)):
             raise ArgumentError(
                 "beta",
                 f"a shift whose point exp_0(β) lies inside the ball in {beta.dtype} (tanh(√c‖β‖) must "

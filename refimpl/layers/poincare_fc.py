@@ -19,6 +19,7 @@ from ..authoring import (
     RealScalar,
     known_deviation,
     op,
+    row_norm,
 )
 from .poincare import (  # PAPER: the paper of this module's ops (read by @op)
     PAPER,  # noqa: F401
@@ -172,7 +173,7 @@ def poincare_fc(x, Z, r, *, c=1.0):
     beta = 1 - np.minimum(_c_squared_norm(x, c), _below_one(x.dtype))
     lam = 2 / beta
     lam_minus_one = (2 - beta) / beta  # (1 + c‖x‖²)/(1 − c‖x‖²): no cancellation near the boundary
-    zeta = np.sqrt(np.sum(Z * Z, axis=0))
+    zeta = row_norm(Z.T)[:, 0]  # ‖z_k‖, also where ‖z_k‖² under- or overflows (float32 1e-30)
     zeta_safe = np.where(zeta > 0, zeta, np.ones_like(zeta))  # only ζ = 0 is replaced (see above)
     z_hat = Z / zeta_safe
     p = x @ z_hat  # ⟨x, z_k⟩/ζ_k

@@ -53,14 +53,22 @@ def _bandwidth(sigma: float, dim: int, scales_with_dim: bool) -> float:
 
 
 def _squared_distances(Z: np.ndarray, abs_distances: bool) -> np.ndarray:
-    """``D_ij = r_i − 2⟨z_i, z_j⟩ + r_j`` (Gram form, ``r_i = ‖z_i‖²``), round-off below 0 removed.
+    """``D_ij = r_i − 2⟨z_i, z_j⟩ + r_j`` (Gram form, ``r_i = ‖z_i‖²``) of the centred points.
 
-    The Gram form can go slightly negative for nearby points; the reference clamps at 0,
-    ``abs_distances=True`` takes ``|D|`` like the official ``distmat``.
+    Distances do not change under a shift, so the points are first centred on their mean:
+    the Gram form loses ``ε·(r_i + r_j)`` to cancellation, and centring keeps ``r`` as small
+    as the spread of the batch allows (points far from the origin lose nothing). ``D_ii`` is
+    exactly 0 (it is ``‖z_i − z_i‖²``; the Gram form would leave round-off there, which at
+    large ``‖z‖`` turns ``K_ii = 1`` into 0). Off the diagonal the Gram form can go slightly
+    negative for nearby points; the reference clamps at 0, ``abs_distances=True`` takes
+    ``|D|`` like the official ``distmat``.
     """
+    Z = Z - Z.mean(axis=0)
     r = np.einsum("id,id->i", Z, Z)
     D = r[:, None] - 2 * (Z @ Z.T) + r[None, :]
-    return np.abs(D) if abs_distances else np.maximum(D, 0)
+    D = np.abs(D) if abs_distances else np.maximum(D, 0)
+    np.fill_diagonal(D, 0)
+    return D
 
 
 def gaussian_kernel_matrix_backward(Z: np.ndarray, K: np.ndarray, v: float, g_K: np.ndarray) -> np.ndarray:
@@ -130,9 +138,21 @@ def _normalized_hsic_backward(residuals, g: float) -> tuple[np.ndarray, np.ndarr
     return _right_center(g_A_x), _right_center(g_A_y)
 
 
+def _power_of_two_scale(A: np.ndarray) -> float:
+    """A power of two near ``max|A|`` (1 for a zero matrix): dividing by it is exact."""
+    largest = float(np.max(np.abs(A)))
+    return 1.0 if largest == 0 else float(2.0 ** np.frexp(largest)[1])
+
+
 def _coco_value(K: np.ndarray, L: np.ndarray, norm: str):
+    """COCO on ``K/s_K`` and ``L/s_L`` (powers of two), scaled back by ``sqrt(s_K s_L)``.
+
+    ``‖(sK)(tL)‖ = st‖KL‖``: the product of two float32 kernels of size 1e-30 underflows
+    to 0 unscaled, while the scaled computation is exact up to the final factor.
+    """
     m = K.shape[0]
-    K_c, L_c = center(K), center(L)
+    s_K, s_L = _power_of_two_scale(K), _power_of_two_scale(L)
+    K_c, L_c = center(K / K.dtype.type(s_K)), center(L / L.dtype.type(s_L))
     P = K_c @ L_c
     if norm == "spectral":
         U, s, Vt = np.linalg.svd(P)
@@ -140,18 +160,21 @@ def _coco_value(K: np.ndarray, L: np.ndarray, norm: str):
     else:
         size = np.sqrt(np.sum(P * P))
         direction = P / size if size > 0 else np.zeros_like(P)  # ∂‖P‖_F/∂P = P/‖P‖_F
-    value = np.sqrt(size) / K.dtype.type(m)
-    return value, (K_c, L_c, size, direction, m)
+    value = np.sqrt(size) * np.sqrt(s_K * s_L) / m
+    return value, (K_c, L_c, size, direction, m, s_K, s_L)
 
 
 def _coco_backward(residuals, g: Any) -> tuple[np.ndarray, np.ndarray]:
-    K_c, L_c, size, direction, m = residuals
+    K_c, L_c, size, direction, m, s_K, s_L = residuals
     if size == 0:  # sqrt is not differentiable at 0: take 0 (see coco's docstring)
         return np.zeros_like(K_c), np.zeros_like(L_c)
-    g_size = g / (2 * m * np.sqrt(size))
-    g_P = g_size * direction
+    # on the scaled kernels K̂ = K/s_K, L̂ = L/s_L: COCO = sqrt(s_K s_L)·sqrt(ŝ)/m, so
+    # K̄ = sqrt(s_L/s_K)·∂(sqrt(ŝ)/m)/∂K̂ and L̄ = sqrt(s_K/s_L)·∂(sqrt(ŝ)/m)/∂L̂
+    g_P = (g / (2 * m * np.sqrt(size))) * direction
     # P = K̃ L̃: K̃̄ = P̄ L̃ᵀ, L̃̄ = K̃ᵀ P̄; K̃ = H K H: K̄ = H K̃̄ H
-    return center(g_P @ L_c.T), center(K_c.T @ g_P)
+    g_K = center(g_P @ L_c.T) * K_c.dtype.type(np.sqrt(s_L / s_K))
+    g_L = center(K_c.T @ g_P) * L_c.dtype.type(np.sqrt(s_K / s_L))
+    return g_K, g_L
 
 
 def _at_least_two_samples(name: str):
@@ -185,8 +208,10 @@ def gaussian_kernel_matrix(Z, *, sigma=OFFICIAL_SIGMA, bandwidth_scales_with_dim
 
     Forward::
 
+        z_i ← z_i − mean_j z_j                      (distances are shift-invariant)
         r_i  = ‖z_i‖²
         D_ij = max(r_i − 2⟨z_i, z_j⟩ + r_j, 0)      (|·| instead of max(·, 0): abs_distances)
+        D_ii = 0
         v    = 2σ²                                  (2σ²·d: bandwidth_scales_with_dim)
         K_ij = exp(−D_ij / v)
 
@@ -383,6 +408,10 @@ def coco(K, L, *, norm="spectral"):
     At ``s = 0`` (a constant kernel: K̃ = 0) COCO = 0 and sqrt has an infinite slope; the
     VJP returns 0 there (the official autograd gives NaN), so finite inputs give finite
     gradients.
+
+    Precision: COCO is homogeneous, ``COCO(sK, tL) = sqrt(st)·COCO(K, L)``; K and L are
+    divided by powers of two near their largest entries before the product (exact), so
+    kernels of size 1e-30 in float32 do not underflow to COCO = 0.
 
     Args:
         K: kernel matrix (m, m), float32 or float64.

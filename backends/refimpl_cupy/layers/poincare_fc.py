@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-from refimpl.authoring import Impl
+from refimpl.authoring import Impl, row_norm
 from refimpl.layers.poincare import SERIES_BELOW
 from refimpl.layers.poincare_fc import beta_concat_ratio
 
@@ -99,7 +99,7 @@ def _fc_forward(x, Z, r, c):
     lam, lam_minus_one = k.fc_row_factors(
         map_kernels_for(x).squared_norm(x)[..., None], _scalar(c, x), _below_one(x)
     )
-    zeta = xp.sqrt(xp.sum(Z * Z, axis=0))
+    zeta = row_norm(Z.T)[:, 0]  # ‖z_k‖, also where ‖z_k‖² under- or overflows, as in the reference
     zeta_safe = xp.where(zeta > 0, zeta, xp.ones_like(zeta))  # only ζ = 0 is replaced
     z_hat = Z / zeta_safe
     p = x @ z_hat

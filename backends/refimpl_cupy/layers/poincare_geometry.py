@@ -20,10 +20,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from refimpl.authoring import Impl
+from refimpl.authoring import Impl, row_norm
 from refimpl.layers.poincare import PROJECT_EPS, SERIES_BELOW
 
-from .._fuse import kernel_set, xp_of
+from .._fuse import kernel_set
 from .poincare import (
     _scalar,
     mobius_add_backward,
@@ -304,10 +304,9 @@ def poincare_parallel_transport_backward(residuals, g_o):
 
 # -- projection ----------------------------------------------------------------------------------
 def poincare_project_forward(x, *, c=1.0, eps=None):
-    xp = xp_of(x)
     eps = PROJECT_EPS[np.dtype(x.dtype)] if eps is None else float(eps)
     max_norm = _scalar((1 - eps) / math.sqrt(float(c)), x)
-    norm = xp.sqrt(_squared_norm(x))
+    norm = row_norm(x)  # ‖x‖ even where ‖x‖² overflows, as in the reference
     return kernels_for(x).project(x, norm, max_norm), None
 
 
