@@ -358,6 +358,9 @@ class Backend:
     A backend that cannot run on this machine (CuPy without a GPU) reports why through
     ``available()``; ``host_variant()`` may then give the same code running on NumPy
     inputs, and ``self_checks`` names checks that still run here (compiling CUDA sources).
+    ``device_only`` maps each piece of code that only the device runs (a CUDA kernel, and
+    where its source is) to the ops that use it, so a check without the device can say what
+    it did not run.
     ``all_finite(array) -> bool`` may give the op layer's finiteness check a faster test on
     this backend's arrays (True only when every entry is finite).
     """
@@ -375,6 +378,7 @@ class Backend:
         host_variant: Callable[[], Backend] | None = None,
         self_checks: Mapping[str, Callable[[], None]] | None = None,
         all_finite: Callable[[Any], bool] | None = None,
+        device_only: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.name = name
         self.all_finite = all_finite
@@ -385,6 +389,7 @@ class Backend:
         self._available = available or (lambda: (True, ""))
         self.host_variant = host_variant
         self.self_checks = dict(self_checks or {})
+        self.device_only = {code: tuple(ops) for code, ops in (device_only or {}).items()}
         self._impls: dict[str, Impl] = {}
         for op_name, impl in impls.items():
             op = get(op_name)

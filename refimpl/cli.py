@@ -350,6 +350,7 @@ def _print_report(args: argparse.Namespace, out: _Out, report) -> int:
     passed = len(report.results) - failed - inaccurate - skipped
     if passed + failed + inaccurate == 0:
         out.print("nothing was checked", style="red")
+        _print_not_run(args, out, report)
         return 1
     summary = f"{passed} passed, {failed} failed"
     summary += f", {inaccurate} inaccurate" if inaccurate else ""
@@ -357,7 +358,40 @@ def _print_report(args: argparse.Namespace, out: _Out, report) -> int:
     summary += f", {len(report.warnings)} warning(s)" if report.warnings else ""
     bad = failed or inaccurate or report.warnings
     out.print(summary, style="red" if bad else "green")
+    _print_not_run(args, out, report)
     return 1 if bad else 0
+
+
+GPU_SCRIPT = "benchmarks/gpu.sh"  # in refimpl's repository: runs what a check without a GPU cannot
+
+
+def _print_not_run(args: argparse.Namespace, out: _Out, report) -> None:
+    """The code of the chosen ops that only a device runs, which this machine could not (a
+    GPU backend without a GPU): a passing check here says nothing about it. ``--quiet``
+    counts it in one line."""
+    if not report.not_run:
+        return
+    backends = list(dict.fromkeys(entry["backend"] for entry in report.not_run))
+    if args.quiet:
+        ops = {op for entry in report.not_run for op in entry["ops"]}
+        out.print(
+            f"not run here (needs a CUDA device): {len(report.not_run)} kernel(s) of {', '.join(backends)} "
+            f"used by {len(ops)} op(s), listed without --quiet; {GPU_SCRIPT} runs them on a GPU",
+            style="yellow",
+        )
+        return
+    out.print("not run here (needs a CUDA device):", style="yellow")
+    for entry in report.not_run:
+        out.print(f"  {', '.join(entry['ops'])} — {entry['code']} [{entry['backend']}]")
+    for backend in backends:
+        checks = [r for r in report.results if r.check == "self-check" and r.backend == backend]
+        if checks:
+            passed = sum(r.status == "pass" for r in checks)
+            out.print(
+                f"  ran here instead: {backend}'s self-checks {', '.join(r.sample for r in checks)} "
+                f"({passed} of {len(checks)} passed)"
+            )
+    out.print(f"  {GPU_SCRIPT} runs them on a machine with a GPU")
 
 
 # -- export-vectors -----------------------------------------------------------------------
@@ -487,7 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the sample's arrays, its cotangents, and the reference's outputs and VJP",
     )
     check.add_argument("--json", help="write the full report to this JSON file")
-    check.add_argument("--quiet", action="store_true", help="no progress bar")
+    check.add_argument(
+        "--quiet", action="store_true", help="no progress bar; the code not run here counted in one line"
+    )
     check.add_argument(
         "--impl",
         help="check your own implementation instead of the backends: PKG.MOD:FN (with one --op), "

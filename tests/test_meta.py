@@ -5,6 +5,8 @@ it does not belong, a dropped ε, a cancelling float32 formula — packaged as a
 suite must fail it, on the check and the sample that expose the bug.
 """
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ import refimpl
 from refimpl import Backend, Impl
 from refimpl.layers.layer_norm import layer_norm_backward
 from refimpl.losses.stablemax import log_s_of
-from refimpl_conformance import cases_for, check_finite_differences, check_sample
+from refimpl_conformance import _accuracy, cases_for, check_finite_differences, check_sample
 
 
 def _results(backend: Backend, op_name: str, dtypes=("float64", "float32")):
@@ -141,3 +143,117 @@ def test_log_s_is_odd_and_equals_log_of_s():
     np.testing.assert_array_equal(log_s_of(-z), -log_s_of(z))
     np.testing.assert_allclose(log_s_of(z), np.log(z + 1), rtol=1e-15)
     np.testing.assert_allclose(log_s_of(-z), np.log(1 / (1 + z)), rtol=1e-15)
+
+
+# -- bugs the backend comparison cannot see: defaults, constants, shared blocks ----------------
+# A bug in the reference (or in a block the reference and the backends share) agrees with
+# itself on every backend, and a constant used by forward and backward alike agrees with
+# finite differences. The declared defaults, the docstring examples run on every backend and
+# the catalog's known values pin the reference to numbers written down apart from the code.
+@pytest.fixture
+def reference_mutant(monkeypatch):
+    """Patch the reference's ops (``plant(op_name, forward=..., default=(name, value))``)."""
+    from refimpl._op import _reference_backend
+
+    def plant(op_name, *, forward=None, default=None):
+        op = refimpl.get(op_name)
+        if forward is not None:
+            monkeypatch.setattr(op, "forward", forward)
+        if default is not None:  # the forward's own keyword default, as an edit would change it
+            name, value = default
+            function = op.forward
+            monkeypatch.setattr(function, "__kwdefaults__", {**function.__kwdefaults__, name: value})
+            signature = inspect.signature(function)
+            monkeypatch.setattr(op, "signature", signature)
+            monkeypatch.setattr(op, "__signature__", signature)
+        _reference_backend.cache_clear()
+        _accuracy.CACHE.entries.clear()  # expected values computed by the unpatched reference
+
+    yield plant
+    monkeypatch.undo()
+    _reference_backend.cache_clear()
+    _accuracy.CACHE.entries.clear()
+
+
+def _check(ops, backends=("numpy",)):
+    from refimpl_conformance import plan, run
+
+    return run(plan(backends=list(backends), ops=list(ops), seeds=(0, 1)))
+
+
+def test_a_changed_default_is_caught(reference_mutant):
+    reference_mutant("layer_norm", default=("eps", 1e-4))  # PyTorch's 1e-5
+    report = _check(["layer_norm"], backends=("numpy", "numba"))
+    failures = report.failures
+    assert [f.check for f in failures] == ["defaults"]
+    assert "eps = 0.0001 in the signature, 1e-05 declared" in failures[0].detail
+
+
+def test_a_changed_official_constant_is_caught(reference_mutant):
+    # OFFICIAL_EPSILON of the normalized HSIC (hsic_normalized_cca: 1e-5) feeds two defaults
+    reference_mutant("normalized_hsic", default=("epsilon", 1e-4))
+    reference_mutant("bido_loss", default=("epsilon", 1e-4))
+    report = _check(["normalized_hsic", "bido_loss"])
+    caught = {(f.op, f.check) for f in report.failures}
+    assert caught >= {("normalized_hsic", "defaults"), ("bido_loss", "defaults")}
+
+
+def test_an_off_by_one_in_a_schedule_is_caught_by_its_docstring_values(reference_mutant):
+    op = refimpl.get("mult_vae_beta_schedule")
+    original = op.forward
+
+    def forward(step, **kwargs):  # counts from 1: β one step ahead everywhere
+        return original(step + 1, **kwargs)
+
+    forward.__doc__, forward.__name__ = original.__doc__, original.__name__
+    reference_mutant("mult_vae_beta_schedule", forward=forward)
+    report = _check(["mult_vae_beta_schedule"])
+    assert {f.check for f in report.failures} == {"example"}
+    assert "1.00005e-01" in report.failures[0].detail
+
+
+def test_a_consistent_bug_in_a_shared_block_is_caught(monkeypatch):
+    # reduce_rows and row_weights share one wrong normalizer, 1/(B + 1): forward and backward
+    # agree with each other (finite differences pass) and every backend imports the pair
+    import sys
+
+    from refimpl import _blocks
+
+    def reduce_rows(per_row, reduction, dtype):
+        if reduction == "mean":
+            return np.asarray(per_row.sum() / (per_row.size + 1), dtype=dtype)
+        return original["reduce_rows"](per_row, reduction, dtype)
+
+    def row_weights(g_loss, reduction, batch):
+        if reduction == "mean":
+            return np.full(batch, np.asarray(g_loss) / (batch + 1))
+        return original["row_weights"](g_loss, reduction, batch)
+
+    original = {"reduce_rows": _blocks.reduce_rows, "row_weights": _blocks.row_weights}
+    mutant = {"reduce_rows": reduce_rows, "row_weights": row_weights}
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith(("refimpl.", "refimpl_numba.")):
+            for name, function in original.items():
+                if getattr(module, name, None) is function:
+                    monkeypatch.setattr(module, name, mutant[name])
+    report = _check(["comp_sum_loss", "ldr_kl_loss", "z_loss"], backends=("numpy", "numba"))
+    caught = {(f.op, f.check) for f in report.failures}
+    assert ("z_loss", "example") in caught and ("z_loss", "fd-directional") not in caught
+
+
+def test_a_float32_accumulator_in_a_backend_is_caught():
+    def forward(x, gamma, beta, *, eps=1e-5):
+        # the row mean summed term by term in float32, as a plain Numba loop would
+        mu = (np.cumsum(x, axis=-1, dtype=x.dtype)[..., -1:] / x.dtype.type(x.shape[-1])).astype(x.dtype)
+        centered = x - mu
+        rstd = 1 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + x.dtype.type(eps))
+        x_hat = centered * rstd
+        return gamma * x_hat + beta, (x_hat, rstd, gamma)
+
+    backend = Backend("mutant", {"layer_norm": Impl(forward, layer_norm_backward)})
+    sample = next(s for s in cases_for("layer_norm").edges() if s.name.startswith("long rows"))
+    results = check_sample(refimpl.get("layer_norm"), cases_for("layer_norm"), backend, sample, "float32")
+    assert {r.status for r in results if r.check == "vjp"} == {"inaccurate"}
+    numba = refimpl.backend("numba")
+    results = check_sample(refimpl.get("layer_norm"), cases_for("layer_norm"), numba, sample, "float32")
+    assert all(r.status == "pass" and r.ratio < 0.2 for r in results)  # the real kernel sums in float64

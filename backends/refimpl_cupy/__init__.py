@@ -4,7 +4,8 @@ Elementwise pieces are ``cupy.fuse`` kernels and row statistics are CuPy reducti
 (see ``_fuse.py``: the same code runs as plain NumPy on a machine without a GPU, which is
 how CI checks its array logic). Backend ``cupy-raw`` runs hand-written CUDA kernels
 (``cuda/*.cu``, launched from ``raw.py``) for the hottest row-wise ops; CI compiles them
-with NVRTC even without a GPU, and the conformance suite checks them on a GPU.
+with NVRTC even without a GPU, and the conformance suite checks them on a GPU. The kernels
+only a GPU runs are declared in ``_gpu_only.py``; without one, ``refimpl check`` lists them.
 """
 
 from __future__ import annotations
@@ -54,15 +55,19 @@ def load() -> Backend:
     """Build the backend; it reports itself unavailable when no GPU is present."""
     import cupy
 
+    from ._gpu_only import device_only
+
+    impls = _impls()  # imports every module, and so declares its GPU-only kernels
     return Backend(
         "cupy",
-        _impls(),
+        impls,
         array_library="cupy",
         description="CuPy on a CUDA GPU: fused elementwise kernels, CuPy reductions",
         asarray=cupy.asarray,
         to_numpy=cupy.asnumpy,
         available=gpu_available,
         host_variant=host_backend,
+        device_only=device_only("cupy"),
     )
 
 
@@ -70,6 +75,7 @@ def load_raw() -> Backend:
     """The hand-written CUDA kernels; without a GPU only their compilation is checked."""
     import cupy
 
+    from ._gpu_only import device_only
     from .raw import RAW_IMPLS
 
     return Backend(
@@ -81,4 +87,5 @@ def load_raw() -> Backend:
         to_numpy=cupy.asnumpy,
         available=gpu_available,
         self_checks=_self_checks(),
+        device_only=device_only("cupy-raw"),
     )

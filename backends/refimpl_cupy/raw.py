@@ -13,9 +13,20 @@ import numpy as np
 
 from refimpl.authoring import Impl, reduce_rows
 
+from ._gpu_only import gpu_only
 from .cuda import raw_module
 
 THREADS = 256
+LAYER_NORM_CU = gpu_only(
+    "layer_norm.cu", "RawModule", ops=("layer_norm",), backend="cupy-raw", source="cuda/layer_norm.cu"
+)
+STABLEMAX_CU = gpu_only(
+    "stablemax.cu",
+    "RawModule",
+    ops=("stablemax_cross_entropy",),
+    backend="cupy-raw",
+    source="cuda/stablemax.cu",
+)
 
 
 def _suffix(dtype) -> str:
@@ -32,7 +43,7 @@ def layer_norm_forward(x, gamma, beta, *, eps=1e-5):
     mean = cupy.empty(n, dtype=cupy.float64)
     rstd = cupy.empty(n, dtype=cupy.float64)
     gamma = cupy.ascontiguousarray(gamma)
-    kernel = raw_module("layer_norm.cu").get_function(f"layer_norm_forward_{_suffix(x.dtype)}")
+    kernel = raw_module(LAYER_NORM_CU.name).get_function(f"layer_norm_forward_{_suffix(x.dtype)}")
     kernel(
         (n,),
         (THREADS,),
@@ -49,7 +60,7 @@ def layer_norm_backward(residuals, g_y):
     g_rows = cupy.ascontiguousarray(g_y).reshape(n, d)
     g_x = cupy.empty_like(rows)
     suffix = _suffix(rows.dtype)
-    module = raw_module("layer_norm.cu")
+    module = raw_module(LAYER_NORM_CU.name)
     module.get_function(f"layer_norm_backward_input_{suffix}")(
         (n,), (THREADS,), (rows, mean, rstd, gamma, g_rows, np.int64(d), g_x)
     )
@@ -74,7 +85,9 @@ def stablemax_cross_entropy_forward(z, y, *, reduction="mean", compute_in_float6
     n, k = work.shape
     per_row = cupy.empty(n, dtype=cupy.float64)
     total_s = cupy.empty(n, dtype=cupy.float64)
-    kernel = raw_module("stablemax.cu").get_function(f"stablemax_cross_entropy_forward_{_suffix(work.dtype)}")
+    kernel = raw_module(STABLEMAX_CU.name).get_function(
+        f"stablemax_cross_entropy_forward_{_suffix(work.dtype)}"
+    )
     kernel((n,), (THREADS,), (work, labels, np.int64(k), per_row, total_s))
     return reduce_rows(per_row, reduction, dtype), (work, labels, total_s, reduction, dtype)
 
@@ -92,7 +105,7 @@ def stablemax_cross_entropy_backward(residuals, g_loss):
     else:
         scale = cupy.full(n, 1.0, dtype=cupy.float64) * g
     g_z = cupy.empty(work.shape, dtype=work.dtype)
-    kernel = raw_module("stablemax.cu").get_function(
+    kernel = raw_module(STABLEMAX_CU.name).get_function(
         f"stablemax_cross_entropy_backward_{_suffix(work.dtype)}"
     )
     kernel((n,), (THREADS,), (work, labels, total_s, scale, np.int64(k), g_z))

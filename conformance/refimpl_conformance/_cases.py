@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "Bench",
     "ErrorCase",
+    "Known",
     "OpCases",
     "Sample",
     "Tolerance",
@@ -80,6 +81,27 @@ class ErrorCase:
     match: str = ""
 
 
+@dataclass
+class Known:
+    """A published or hand-derived value of the op at one input, checked on every backend.
+
+    ``values`` maps an output name (or ``"cotangent of 'z'"``, the VJP at ``cotangent``,
+    all ones by default) to the value as written in ``source`` (a paper's table, the
+    catalog, a derivation by hand). Compared in float64 with ``rtol`` (the digits written)
+    and ``atol``: it pins the reference itself, where the backend comparison cannot (a wrong
+    constant agrees with itself on every backend).
+    """
+
+    name: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    values: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""
+    cotangent: Any = None
+    rtol: float = 1e-7
+    atol: float = 0.0
+
+
 @dataclass(frozen=True)
 class Bench:
     """How ``refimpl bench`` times the op, declared beside its cases.
@@ -121,6 +143,7 @@ class OpCases:
     notes: Mapping[str, str] = field(default_factory=dict)  # flag -> what bug it catches
     compare_as: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]] | None = None
     bench: Bench | None = None  # how `refimpl bench` times it (required when a fast backend implements it)
+    known: Callable[[], Sequence[Known]] = lambda: ()  # published values (docstring examples run too)
 
     def all_errors(self) -> list[ErrorCase]:
         """The hand-written error cases, then those generated from the op's specs."""

@@ -52,6 +52,7 @@ class Result:
     dtype: str
     sample: str
     check: str  # forward | vjp | fd-directional | fd-jacobian | finite | error | self-check | signature
+    #            | defaults | example | known
     status: str  # pass | fail | inaccurate | skip
     max_abs: float = 0.0
     max_rel: float = 0.0
@@ -300,7 +301,10 @@ def expected_values(
     kwargs = dict(kwargs or {})
     ref_args = cast_floats(args, "float64")
     ref_kwargs = _cast_kwargs(kwargs, "float64")
-    key = _accuracy.CACHE.key(op.name, sample.name, dtype, tolerance_dtype, ref_args, ref_kwargs, cotangents)
+    # the signature too: an argument the sample leaves out takes the op's current default
+    key = _accuracy.CACHE.key(
+        op.name, str(op.signature), sample.name, dtype, tolerance_dtype, ref_args, ref_kwargs, cotangents
+    )
     cached = _accuracy.CACHE.get(key)
     if cached is not None:
         return cached

@@ -13,6 +13,7 @@ from refimpl import Backend, install_hint
 
 from ._cases import OpCases, Sample, all_cases
 from ._engine import FLOAT_DTYPES, Result, check_errors, check_finite_differences, check_sample
+from ._known import check_defaults, check_examples, check_known
 
 HOST_SUFFIX = "[host]"  # "cupy[host]" names the CuPy backend's code run on NumPy inputs
 
@@ -23,11 +24,13 @@ DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 
 @dataclass
 class Report:
-    """All results of a run, with the notes on backends that could not run here and the
-    warnings about what the run could not cover."""
+    """All results of a run, with the notes on backends that could not run here, the code
+    only their device runs (``not_run``: backend, code, ops) and the warnings about what
+    the run could not cover."""
 
     results: list[Result] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    not_run: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     recognized: list[str] = field(default_factory=list)  # known deviations the failures reproduce
 
@@ -84,6 +87,7 @@ class Report:
             {
                 "ok": self.ok,
                 "notes": self.notes,
+                "not_run": self.not_run,
                 "warnings": self.warnings,
                 "recognized": self.recognized,
                 "summary": self.summary(),
@@ -107,6 +111,7 @@ class Plan:
     self_checks: list[tuple[str, str, Callable[[], None]]]
     edges: bool = True
     dims: dict[str, int] | None = None
+    not_run: list[dict[str, Any]] = field(default_factory=list)
 
     def samples(self, cases: OpCases) -> list[Sample]:
         if self.sample_name is not None:
@@ -117,7 +122,8 @@ class Plan:
 
     def size(self) -> int:
         per_op = sum(len(self.samples(c)) for c in self.ops)
-        return len(self.targets) * per_op * len(self.dtypes) + len(self.self_checks) + per_op
+        pinned = 0 if self.sample_name is not None else len(self.ops) * (1 + len(self.targets))
+        return len(self.targets) * per_op * len(self.dtypes) + len(self.self_checks) + per_op + pinned
 
 
 def plan(
@@ -132,7 +138,8 @@ def plan(
     """Decide what to run: every installed backend and every op with cases by default.
 
     A backend that cannot run here (no GPU) is replaced by its host variant, when it has
-    one, and its self-checks are queued; the report's notes say so.
+    one, and its self-checks are queued; the report's notes say so, and ``not_run`` names
+    the code of the chosen ops that only its device runs (``Backend.device_only``).
     """
     catalog = all_cases()
     if ops is not None:
@@ -147,6 +154,7 @@ def plan(
     targets: list[tuple[str, Backend]] = []
     notes: list[str] = []
     self_checks: list[tuple[str, str, Callable[[], None]]] = []
+    not_run: list[dict[str, Any]] = []
     for name in backends if backends is not None else refimpl.backends():
         base, on_host = (name[: -len(HOST_SUFFIX)], True) if name.endswith(HOST_SUFFIX) else (name, False)
         try:
@@ -171,12 +179,21 @@ def plan(
             notes.append(f"{name}: {why}; checked its array logic on NumPy inputs as '{host.name}'")
         else:
             notes.append(f"{name}: {why}; not checked")
-    return Plan(targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks, edges, dims)
+        if not available:
+            op_names = {c.op for c in chosen}
+            for code, users in backend.device_only.items():
+                if op_names.intersection(users):
+                    not_run.append(
+                        {"backend": backend.name, "code": code, "ops": [u for u in users if u in op_names]}
+                    )
+    return Plan(
+        targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks, edges, dims, not_run
+    )
 
 
 def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report:
     """Execute a plan; ``progress(label)`` is called after each unit of work."""
-    report = Report(notes=list(the_plan.notes))
+    report = Report(notes=list(the_plan.notes), not_run=list(the_plan.not_run))
     tick = progress or (lambda label: None)
     for backend_name, label, check in the_plan.self_checks:
         try:
@@ -189,6 +206,9 @@ def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report
     for cases in the_plan.ops:
         op = refimpl.get(cases.op)
         samples = the_plan.samples(cases)
+        if the_plan.sample_name is None:  # what pins the reference itself: defaults, known values
+            report.results.extend(check_defaults(op))
+            tick(f"numpy {op.name} defaults")
         for sample in samples:
             if "float64" in the_plan.dtypes:
                 report.results.extend(check_finite_differences(op, sample))
@@ -198,6 +218,9 @@ def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report
                 continue
             if the_plan.sample_name is None:
                 report.results.extend(check_errors(op, backend, cases.all_errors()))
+                report.results.extend(check_examples(op, backend))
+                report.results.extend(check_known(op, cases, backend))
+                tick(f"{name} {op.name} known values")
             for sample in samples:
                 for dtype in the_plan.dtypes:
                     report.results.extend(check_sample(op, cases, backend, sample, dtype))

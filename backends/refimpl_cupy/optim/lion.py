@@ -21,6 +21,7 @@ import numpy as np
 from refimpl.authoring import Impl
 
 from .._fuse import kernel_set, xp_of
+from .._gpu_only import gpu_only
 
 LION_PARAMS = (
     "T params, T grads, T momentum, T lr, T beta1, T one_minus_beta1, T beta2, T one_minus_beta2, T decay"
@@ -33,6 +34,7 @@ new_params = params * decay - lr * sign_c;
 new_momentum = beta2 * momentum + one_minus_beta2 * grads;
 """
 LION_OPTIONS = ("--fmad=false",)  # every product and sum rounded on its own, as in NumPy
+LION_KERNEL = gpu_only("refimpl_lion_step", "ElementwiseKernel", ops=("lion_step",))
 
 
 def _kernels(xp, fuse):
@@ -45,7 +47,7 @@ def _kernels(xp, fuse):
 
     if xp is not np:  # on the GPU: the same lines in CUDA, without FMA contraction
         lion_update = xp.ElementwiseKernel(
-            LION_PARAMS, LION_OUTPUTS, LION_CUDA, "refimpl_lion_step", options=LION_OPTIONS
+            LION_PARAMS, LION_OUTPUTS, LION_CUDA, LION_KERNEL.name, options=LION_OPTIONS
         )
     return SimpleNamespace(lion_update=lion_update)
 

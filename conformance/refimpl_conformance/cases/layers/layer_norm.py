@@ -10,6 +10,7 @@ NOTES = {
     "CONSTANT_ROW": "variance 0: output β, gradient finite only through ε (a dropped ε divides by 0)",
     "LARGE_OFFSET": "mean 1e4 ≫ spread: E[x²] − μ² cancels catastrophically in float32",
     "BATCH_DIMS": "x with several leading dimensions: normalization is over the last only",
+    "LONG_ROWS": "a float32 accumulator over a long row (the mean or the variance summed in float32)",
 }
 
 
@@ -27,6 +28,9 @@ def _edges():
     gamma, beta = rng.standard_normal(D), rng.standard_normal(D)
     constant = np.vstack([np.full(D, 3.0), rng.standard_normal(D)])
     offset = 1e4 + rng.standard_normal((3, D))
+    # half the row ≈ 1024 (its running sum reaches 2e6, float32 ulp 0.25), half ≈ 0.1 (< ulp/2)
+    big, small = 1024 + rng.standard_normal(2048), 0.1 * (1 + 0.1 * rng.random(2048))
+    long_rows = np.vstack([np.concatenate([big, small]), np.concatenate([small, big])])
     return [
         Sample("constant row", (constant, gamma, beta), flags=("CONSTANT_ROW",)),
         Sample(
@@ -44,6 +48,14 @@ def _edges():
         ),
         Sample("D = 1", (rng.standard_normal((4, 1)), np.ones(1), np.zeros(1)), flags=("CONSTANT_ROW",)),
         Sample("single row vector", (rng.standard_normal(D), gamma, beta), {"eps": 1e-3}),
+        Sample(
+            "long rows D = 4096: 2048 entries ≈ 1024, then 2048 ≈ 0.1",
+            (long_rows, rng.standard_normal(4096), rng.standard_normal(4096)),
+            flags=("LONG_ROWS",),
+            comment="summed term by term in float32, every 0.1 after the 1024s rounds away (the "
+            "running sum's ulp is 0.25): the mean is off by 0.05, x̂ by 1e-4, ~4x the allowed "
+            "error; pairwise or float64 sums keep it (the second row is the first reversed)",
+        ),
     ]
 
 

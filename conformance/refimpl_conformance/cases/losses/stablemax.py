@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import Bench, OpCases, Sample, register
+from ..._cases import Bench, Known, OpCases, Sample, register
 from ...deviations import transcribes
 
 NOTES = {
@@ -47,12 +47,41 @@ def _stablemax_edges():
     ]
 
 
+# the catalog's published values (losses.md, StableMax): z = [1, −2, 0.5], y = 2
+CATALOG_Z, CATALOG_Y = np.array([[1.0, -2.0, 0.5]]), np.array([2])
+
+
+def _stablemax_known():
+    return [
+        Known(
+            "catalog: z = [1, -2, 0.5]",
+            (CATALOG_Z,),
+            values={"p": [[0.5217391, 0.0869565, 0.3913043]]},
+            source="the catalog (s(1) = 2, s(−2) = 1/3, s(0.5) = 1.5)",
+            atol=1e-7,  # written to 7 decimals
+        )
+    ]
+
+
+def _ce_known():
+    return [
+        Known(
+            "catalog: z = [1, -2, 0.5], y = 2",
+            (CATALOG_Z, CATALOG_Y),
+            values={"loss": 0.9382696, "cotangent of 'z'": [[0.2608696, 0.0289855, -0.4057971]]},
+            source="the catalog",
+            atol=1e-7,  # written to 7 decimals
+        )
+    ]
+
+
 register(
     OpCases(
         "stablemax",
         dims={"B": (1, 6), "K": (1, 9)},
         random=_stablemax_random,
         edges=_stablemax_edges,
+        known=_stablemax_known,
         notes=NOTES,
         bench=Bench(sizes={"B": "rows", "K": "cols"}),
     )
@@ -105,6 +134,7 @@ register(
         dims={"B": (1, 6), "K": (1, 9)},
         random=_ce_random,
         edges=_ce_edges,
+        known=_ce_known,
         notes=NOTES,
         bench=Bench(sizes={"B": "rows", "K": "cols"}),
     )

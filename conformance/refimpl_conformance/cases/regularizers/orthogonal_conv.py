@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import ErrorCase, OpCases, Sample, register
+from ..._cases import ErrorCase, Known, OpCases, Sample, register
 
 NOTES = {
     "ORTHOGONAL": "an orthogonal convolution: L = 0 (achour) at a minimum, zero gradient",
@@ -101,12 +101,38 @@ def _errors():
     ]
 
 
+def _known():
+    # the catalog's known values: a 3×3, stride-2 kernel whose centre tap is an orthogonal 4×4
+    Q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((4, 4)))
+    kernel = np.zeros((4, 4, 3, 3))
+    kernel[:, :, 1, 1] = Q
+    return [
+        Known(
+            "catalog: orthogonal centre tap, stride 2 (achour)",
+            (kernel,),
+            {"stride": 2},
+            values={"loss": 0.0},
+            source="the catalog (an orthogonal convolution: L = 0)",
+            atol=1e-12,
+        ),
+        Known(
+            "catalog: orthogonal centre tap, stride 2 (wang2020)",
+            (kernel,),
+            {"stride": 2, "variant": "wang2020"},
+            values={"loss": 2.0},
+            source="the catalog (‖Y − I‖ = √M = 2: the identity lands on lag +1)",
+            rtol=1e-12,
+        ),
+    ]
+
+
 register(
     OpCases(
         "l_orth",
         dims={"M": (1, 5), "C": (1, 4), "k": (1, 3)},
         random=_random,
         edges=_edges,
+        known=_known,
         errors=_errors,
         notes=NOTES,
     )
