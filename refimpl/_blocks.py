@@ -129,7 +129,8 @@ def row_norm(z: np.ndarray, eps: float = 0.0) -> np.ndarray:
     one, so those rows keep ``s·‖z/s‖``.
     """
     xp = array_namespace(z)
-    squares = (z * z).sum(axis=-1, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):  # the rows that leave the range are redone
+        squares = (z * z).sum(axis=-1, keepdims=True)
     norm = xp.sqrt(squares + z.dtype.type(eps))
     redo = ~xp.isfinite(squares)
     if eps == 0:

@@ -161,13 +161,41 @@ class OpCases:
         sample = self.random(rng, **chosen)
         sample.seed = seed
         sample.dims = None if dims is None else dict(dims)
+        at_defaults = seed % DEFAULTS_EVERY == 0 and _use_defaults(self.op, sample)
         if sample.name == "random":
             shape = ",".join(f"{k}={v}" for k, v in chosen.items())
-            sample.name = f"random[seed={seed}; {shape}]"
+            sample.name = f"random[seed={seed}; {shape}{'; defaults' if at_defaults else ''}]"
         return sample
 
     def samples(self, seeds: Sequence[int], dims: Mapping[str, int] | None = None) -> list[Sample]:
         return [self.random_sample(seed, dims) for seed in seeds] + list(self.edges())
+
+
+#: Every DEFAULTS_EVERY-th seed (seed 0 among them) leaves out each optional argument whose
+#: default the drawn inputs accept, so the random samples exercise the defaults themselves.
+DEFAULTS_EVERY = 5
+
+
+def _use_defaults(op_name: str, sample: Sample) -> bool:
+    """Drop, one by one, each keyword of ``sample`` that has a default, where the reference
+    still accepts the call (a drawn point may need its drawn curvature); True if any went."""
+    import inspect
+
+    import refimpl
+
+    op = refimpl.get(op_name)
+    dropped = False
+    for name in list(sample.kwargs):
+        parameter = op.signature.parameters.get(name)
+        if parameter is None or parameter.default in (inspect.Parameter.empty, None):
+            continue  # None selects per input (poincare_project's margin per dtype): not one value
+        trial = {k: v for k, v in sample.kwargs.items() if k != name}
+        try:
+            op(*sample.args, **trial)
+        except refimpl.InputError:
+            continue
+        sample.kwargs, dropped = trial, True
+    return dropped
 
 
 _CASES: dict[str, OpCases] = {}

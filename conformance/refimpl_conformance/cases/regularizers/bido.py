@@ -154,7 +154,9 @@ NORMALIZED_NOTES = {
 
 def _normalized_random(rng, m):
     kwargs = {"epsilon": float(rng.choice([1e-2, 0.1, 1.0]))}
-    return Sample("random", (_kernel(rng, m), _kernel(rng, m)), kwargs)
+    # fd_rtol 2e-3: at the official ε = 1e-5 (the samples at defaults) K H + εmI has a
+    # condition number ~1e5, and central differences kept only 3.5 digits (2.7e-4) on 40 seeds
+    return Sample("random", (_kernel(rng, m), _kernel(rng, m)), kwargs, fd_rtol=2e-3)
 
 
 def _normalized_edges():
