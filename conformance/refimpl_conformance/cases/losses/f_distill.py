@@ -28,7 +28,12 @@ def _weight_random(rng, B):  # noqa: N803
         "ratio_normalization": bool(rng.integers(0, 2)),
         "normalize": bool(rng.integers(0, 2)),
     }
-    return Sample("random", (logit, rng.integers(0, 10, B)), kwargs)
+    time_bin = rng.integers(0, 10, B)
+    # the clips over their range (drawn after the arrays: the earlier draws stay as they were)
+    kwargs["logit_clip"] = float(rng.choice([10.0, 3.0, 40.0]))
+    kwargs["ratio_lower"] = float(rng.choice([0.1, 0.01]))
+    kwargs["ratio_upper"] = float(rng.choice([20.0, 2.0]))
+    return Sample("random", (logit, time_bin), kwargs)
 
 
 def _weight_edges():

@@ -90,7 +90,8 @@ register(
 
 def _ce_random(rng, B, K):
     reduction = str(rng.choice(["mean", "sum", "none"]))
-    return Sample("random", (_logits(rng, B, K), rng.integers(0, K, size=B)), {"reduction": reduction})
+    z, y = _logits(rng, B, K), rng.integers(0, K, size=B)
+    return Sample("random", (z, y), {"reduction": reduction, "compute_in_float64": bool(rng.integers(0, 2))})
 
 
 def _ce_edges():

@@ -136,7 +136,8 @@ register(
 def _regularizer_random(rng, K, M):  # noqa: N803
     a = rng.standard_normal((K, M)) * 2 + LOGIT_0_1
     weight = float(rng.choice([0.1, 1.0, 0.0]))
-    return Sample("random", (a,), {"weight": weight, "num_experts": K})
+    target = float(rng.choice([0.1, 0.3, 0.02]))
+    return Sample("random", (a,), {"weight": weight, "num_experts": K, "target": target})
 
 
 def _regularizer_edges():
