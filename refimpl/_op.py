@@ -28,11 +28,13 @@ from ._spec import (
     ArgumentError,
     Scalar,
     Spec,
+    Switch,
     Tensor,
     array_library,
     array_namespace,
     check_finite_array,
     check_finite_enabled,
+    quiet_floating_point,
     validate,
 )
 
@@ -219,24 +221,17 @@ class Op:
 
 def _call(op: Op, impl: Impl, args, kwargs, *, library: str | None, all_finite=None) -> Any:
     bound = op.bind(args, kwargs, library=library, all_finite=all_finite)
-    with _quiet():
+    with quiet_floating_point():
         outputs, _ = impl.forward(*bound.args, **bound.kwargs)
     _check_results(op, bound, zip(op.outputs, _outputs_tuple(op, outputs), strict=True), all_finite)
     return outputs
-
-
-# NumPy's floating-point warnings stay quiet inside an implementation: a stable formula may
-# evaluate a branch it discards (exp of a large argument in np.where), and a result that
-# really is out of range is refused by _check_results with a message that says why.
-def _quiet() -> np.errstate:
-    return np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore")
 
 
 def _outputs_tuple(op: Op, outputs: Any) -> tuple[Any, ...]:
     return (outputs,) if len(op.outputs) == 1 else tuple(outputs)
 
 
-class set_check_results:  # noqa: N801 - used like a function, and as a context manager
+class set_check_results(Switch):  # noqa: N801 - used like a function, and as a context manager
     """Turn the op layer's check of results on or off (on by default).
 
     refimpl's implementations are verified, so a NaN or an infinity they return for finite
@@ -247,27 +242,12 @@ class set_check_results:  # noqa: N801 - used like a function, and as a context 
     too.
     """
 
-    def __init__(self, enabled: bool) -> None:
-        global _CHECK_RESULTS
-        self.previous = _CHECK_RESULTS
-        _CHECK_RESULTS = bool(enabled)
-
-    def __enter__(self) -> set_check_results:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        global _CHECK_RESULTS
-        _CHECK_RESULTS = self.previous
-
-
-_CHECK_RESULTS = True
-
 
 def _check_results(op: Op, bound, results, all_finite=None) -> None:
     """Finite inputs must give finite results: an output or gradient that is NaN or ±inf
     (and not a value the op declares meaningful) means the inputs lie beyond what the dtype
     can compute this op at. Raise :class:`RangeError` saying so, instead of returning it."""
-    if not (_CHECK_RESULTS and check_finite_enabled()):
+    if not (set_check_results.enabled and check_finite_enabled()):
         return
     for label, value in results:
         if value is None or not hasattr(value, "dtype") or np.dtype(value.dtype).kind != "f":
@@ -548,7 +528,7 @@ def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs
         )
     impl = chosen.impl(op)
     bound = op.bind(args, kwargs, library=chosen.array_library, all_finite=chosen.all_finite)
-    with _quiet():
+    with quiet_floating_point():
         outputs, residuals = impl.forward(*bound.args, **bound.kwargs)
     _check_results(op, bound, zip(op.outputs, _outputs_tuple(op, outputs), strict=True), chosen.all_finite)
     single = len(op.outputs) == 1
@@ -567,7 +547,7 @@ def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs
             if cotangent is None:
                 cotangent = output * 0
             checked.append(cotangent)
-        with _quiet():
+        with quiet_floating_point():
             grads = tuple(impl.backward(residuals, checked[0] if single else tuple(checked)))
         labels = [f"the cotangent of '{name}'" for name in op.differentiable]
         _check_results(op, bound, zip(labels, grads, strict=False), chosen.all_finite)

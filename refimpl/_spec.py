@@ -213,7 +213,31 @@ def _check_scalar(name: str, spec: Scalar, value: Any) -> None:
         raise ArgumentError(name, spec.describe(), repr(value))
 
 
-class set_check_finite:  # noqa: N801 - used like a function, and as a context manager
+class Switch:
+    """A process-wide setting, used like a function and as a context manager::
+
+        setting(False)          # from now on
+        with setting(False):    # inside the block only
+            ...
+
+    Each subclass holds its own state in the class attribute ``enabled``.
+    """
+
+    enabled: bool = True
+
+    def __init__(self, enabled: bool) -> None:
+        cls = type(self)
+        self.previous = cls.enabled
+        cls.enabled = bool(enabled)
+
+    def __enter__(self) -> Switch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        type(self).enabled = self.previous
+
+
+class set_check_finite(Switch):  # noqa: N801 - used like a function, and as a context manager
     """Turn the finiteness check of float inputs on or off, process-wide.
 
     Every op refuses NaN and ±inf in its float inputs by default (SciPy's ``check_finite``
@@ -229,25 +253,19 @@ class set_check_finite:  # noqa: N801 - used like a function, and as a context m
     The environment variable ``REFIMPL_CHECK_FINITE=0`` sets the initial state.
     """
 
-    def __init__(self, enabled: bool) -> None:
-        global _CHECK_FINITE
-        self.previous = _CHECK_FINITE
-        _CHECK_FINITE = bool(enabled)
-
-    def __enter__(self) -> set_check_finite:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        global _CHECK_FINITE
-        _CHECK_FINITE = self.previous
+    enabled = os.environ.get("REFIMPL_CHECK_FINITE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def check_finite_enabled() -> bool:
     """Whether ops refuse non-finite float inputs (see :class:`set_check_finite`)."""
-    return _CHECK_FINITE
+    return set_check_finite.enabled
 
 
-_CHECK_FINITE = os.environ.get("REFIMPL_CHECK_FINITE", "1").strip().lower() not in ("0", "false", "no", "off")
+def quiet_floating_point() -> np.errstate:
+    """NumPy's floating-point warnings off: a stable formula may evaluate a branch it discards
+    (exp of a large argument in np.where), and a domain check may form the out-of-range
+    intermediate it exists to catch; a result really out of range is refused with a message."""
+    return np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore")
 
 
 def _sum_is_finite(value: Any, xp: Any) -> bool:
@@ -266,7 +284,7 @@ def check_finite_array(
 ) -> None:
     """Raise :class:`ArgumentError` naming ``name`` and the first NaN/±inf of a float array
     that ``allow`` does not name (a no-op while the check is switched off)."""
-    if _CHECK_FINITE:
+    if set_check_finite.enabled:
         _check_finite_values(name, Tensor((), allow=tuple(allow)), value, all_finite)
 
 
@@ -436,7 +454,8 @@ def validate(
             _bind_shape(name, spec, tuple(value.shape), dims, sources, allow_empty)
         for name, spec in specs.items():
             value = arguments[name]
-            if isinstance(spec, Tensor) and spec.kind == "float" and value is not None and _CHECK_FINITE:
+            is_float = isinstance(spec, Tensor) and spec.kind == "float" and value is not None
+            if is_float and set_check_finite.enabled:
                 _check_finite_values(name, spec, value, all_finite)
             if isinstance(spec, Tensor) and spec.kind == "int" and value is not None and value.size:
                 high = dims.get(spec.high, spec.high) if isinstance(spec.high, str) else spec.high
@@ -445,8 +464,7 @@ def validate(
                     span = f"[{spec.low if spec.low is not None else '-inf'}, {high})"
                     raise ArgumentError(name, f"values in {span}", f"values in [{low}, {largest}]")
         if check is not None:
-            # a domain check may form the same out-of-range intermediates it exists to catch
-            with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            with quiet_floating_point():
                 check(arguments)
     except ArgumentError as error:
         raise InputError(

@@ -22,7 +22,7 @@ import inspect
 import math
 import re
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,11 @@ import numpy as np
 import refimpl
 from refimpl import Backend, Op
 
-from ._cases import Known, OpCases
+from ._cases import OpCases
 from ._engine import Result
 from .defaults import DECLARED_DEFAULTS
 
-__all__ = ["check_defaults", "check_examples", "check_known"]
+__all__ = ["check_defaults", "check_examples", "check_known", "labelled_outputs"]
 
 
 # -- defaults ----------------------------------------------------------------------------------
@@ -221,7 +221,10 @@ def check_known(op: Op, cases: OpCases, backend: Backend) -> list[Result]:
     for known in cases.known():
         base = dict(op=op.name, backend=backend.name, dtype="float64", sample=known.name, check="known")
         try:
-            got = _known_values(op, backend, known)
+            wants_vjp = any(label.startswith("cotangent of ") for label in known.values)
+            got = labelled_outputs(
+                op, backend, known.args, known.kwargs, vjp=wants_vjp, cotangent=known.cotangent
+            )
         except Exception as error:  # a crash on a documented input is a failure
             results.append(Result(**base, status="fail", detail=f"raised {type(error).__name__}: {error}"))
             continue
@@ -244,22 +247,24 @@ def check_known(op: Op, cases: OpCases, backend: Backend) -> list[Result]:
     return results
 
 
-def _known_values(op: Op, backend: Backend, known: Known) -> dict[str, Any]:
-    args = _to_backend(backend, tuple(known.args))
-    kwargs = {k: _to_backend(backend, v) for k, v in known.kwargs.items()}
-    wants_vjp = any(label.startswith("cotangent of ") for label in known.values)
-    if not wants_vjp:
+def labelled_outputs(
+    op: Op, backend: Backend, args: Sequence[Any], kwargs: dict[str, Any], *, vjp: bool, cotangent: Any = None
+) -> dict[str, Any]:
+    """``backend``'s outputs by name and, with ``vjp``, its VJP as ``"cotangent of 'x'"`` at
+    ``cotangent`` (all ones by default); NumPy arrays in and out, whatever the backend."""
+    args = _to_backend(backend, tuple(args))
+    kwargs = {k: _to_backend(backend, v) for k, v in kwargs.items()}
+    if not vjp:
         outputs = backend.get(op)(*args, **kwargs)
         outputs = (outputs,) if len(op.outputs) == 1 else tuple(outputs)
         return {name: _to_numpy(backend, o) for name, o in zip(op.outputs, outputs, strict=True)}
     outputs, pullback = refimpl.vjp(op, *args, backend=backend, **kwargs)
     outputs = (outputs,) if len(op.outputs) == 1 else tuple(outputs)
-    cotangent = known.cotangent
-    if cotangent is None:
-        cotangent = tuple(np.ones(np.shape(_to_numpy(backend, o))) for o in outputs)
-        cotangent = cotangent[0] if len(outputs) == 1 else cotangent
-    grads = pullback(_to_backend(backend, cotangent))
     values = {name: _to_numpy(backend, o) for name, o in zip(op.outputs, outputs, strict=True)}
+    if cotangent is None:
+        ones = tuple(np.ones(np.shape(values[name])) for name in op.outputs)
+        cotangent = ones[0] if len(ones) == 1 else ones
+    grads = pullback(_to_backend(backend, cotangent))
     for name, g in zip(op.differentiable, grads, strict=True):
         values[f"cotangent of '{name}'"] = _to_numpy(backend, g)
     return values

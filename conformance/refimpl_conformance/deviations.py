@@ -22,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-import refimpl
 from refimpl import Backend, Deviation, Op
 
 from ._cases import OpCases, Sample
+from ._known import labelled_outputs
 
 __all__ = ["Transcription", "recognize", "transcribes", "transcription"]
 
@@ -91,21 +91,9 @@ def _example_matches(op: Op, backend: Backend, deviation: Deviation) -> bool | N
     kwargs = dict(example.kwargs)  # the default call: no flag
     got: dict[str, Any] = {}
     try:
-        outputs = backend.get(op)(
-            *[backend.asarray(a) if isinstance(a, np.ndarray) else a for a in example.args], **kwargs
-        )
-        outs = (outputs,) if len(op.outputs) == 1 else tuple(outputs)
-        for name, value in zip(op.outputs, outs, strict=True):
-            value = backend.to_numpy(value)
-            got[name] = value
-            got[f"{name}.shape"] = list(np.shape(value))
-        if any(key.startswith("cotangent of") for key in example.official) and op.is_differentiable:
-            outputs, pullback = refimpl.vjp(op, *example.args, backend=backend, **kwargs)
-            cotangent = (
-                np.ones_like(outputs) if len(op.outputs) == 1 else tuple(np.ones_like(o) for o in outputs)
-            )
-            for name, grad in zip(op.differentiable, pullback(cotangent), strict=True):
-                got[f"cotangent of '{name}'"] = backend.to_numpy(grad)
+        wants_vjp = any(key.startswith("cotangent of") for key in example.official) and op.is_differentiable
+        got = labelled_outputs(op, backend, example.args, kwargs, vjp=wants_vjp)
+        got.update({f"{name}.shape": list(np.shape(got[name])) for name in op.outputs})
     except Exception as error:
         got["raises"] = type(error).__name__
     if not matches(example.official, got, example.rtol):

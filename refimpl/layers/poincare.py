@@ -52,6 +52,13 @@ def _c_squared_norm(x: Any, c: float) -> Any:
     return c * xp.sum(x * x, axis=-1, keepdims=True)
 
 
+def _first_bad_row(bad: Any) -> tuple[int, str]:
+    """The flat index of the first True of a per-row mask, and `` in row i`` naming it."""
+    first = int(array_namespace(bad).argmax(bad.reshape(-1)))
+    row = tuple(int(i) for i in np.unravel_index(first, bad.shape))
+    return first, "" if not row else f" in row {row[0] if len(row) == 1 else row}"
+
+
 def _require_inside_ball(name: str, x: Any, c: float) -> None:
     """Raise ``ArgumentError`` unless every row has ``c‖x‖² < 1`` (NaN rows fail too)."""
     xp = array_namespace(x)
@@ -60,10 +67,8 @@ def _require_inside_ball(name: str, x: Any, c: float) -> None:
     outside = ~(c_norm2 < 1)
     if not bool(xp.any(outside)):
         return
-    first = int(xp.argmax(outside.reshape(-1)))
+    first, where = _first_bad_row(outside)
     value = np.dtype(x.dtype).type(float(c_norm2.reshape(-1)[first]))
-    row = tuple(int(i) for i in np.unravel_index(first, c_norm2.shape))
-    where = "" if not row else f" in row {row[0] if len(row) == 1 else row}"
     raise ArgumentError(
         name,
         f"points inside the Poincaré ball, c‖{name}‖² < 1 (‖{name}‖ < 1/√c = {1 / math.sqrt(c):.6g})",
@@ -92,10 +97,7 @@ def _require_tangent_in_range(name: str, what: str, length: Any, norm: Any, dtyp
     if not bool(xp.any(bad)):
         return
     length, bad = length[..., 0], bad[..., 0]  # per row: drop the kept last axis
-    flat = bad.reshape(-1)
-    first = int(xp.argmax(flat))
-    row = tuple(int(i) for i in np.unravel_index(first, bad.shape))
-    where = "" if not row else f" in row {row[0] if len(row) == 1 else row}"
+    first, where = _first_bad_row(bad)
     raise ArgumentError(
         name,
         f"{what} of at most {limit:.3g} in {np.dtype(dtype)} (and ‖·‖ ≤ {norm_limit:.3g}): beyond it "
@@ -971,15 +973,6 @@ PROJECT_EPS = {np.dtype(np.float32): 4e-3, np.dtype(np.float64): 1e-5}
 """The library's default margins: project onto the ball of radius ``(1 − eps)/√c``."""
 
 
-def _check_finite_x(arguments: Mapping[str, Any]) -> None:
-    x = arguments["x"]
-    xp = array_namespace(x)
-    bad = ~xp.isfinite(x)
-    if bool(xp.any(bad)):
-        first = int(xp.argmax(bad.reshape(-1)))
-        raise ArgumentError("x", "finite values", f"{float(x.reshape(-1)[first])} at flat index {first}")
-
-
 @op(
     inputs={
         "x": FloatArray("...", "n"),
@@ -987,7 +980,6 @@ def _check_finite_x(arguments: Mapping[str, Any]) -> None:
         "eps": RealScalar(0, 1, high_open=True, optional=True),
     },
     outputs=("o",),
-    check=_check_finite_x,
 )
 def poincare_project(x, *, c=1.0, eps=None):
     r"""Project points onto the closed ball of radius ``(1 − eps)/√c`` (a numerical guard).
