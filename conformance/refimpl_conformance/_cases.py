@@ -144,6 +144,9 @@ class OpCases:
     compare_as: Callable[[tuple[Any, ...], dict[str, Any]], dict[str, Any]] | None = None
     bench: Bench | None = None  # how `refimpl bench` times it (required when a fast backend implements it)
     known: Callable[[], Sequence[Known]] = lambda: ()  # published values (docstring examples run too)
+    # every optional argument's default as the catalog states it (the ``defaults`` check);
+    # ops registered before this field have theirs in refimpl_conformance/defaults.py
+    defaults: Mapping[str, Any] | None = None
 
     def all_errors(self) -> list[ErrorCase]:
         """The hand-written error cases, then those generated from the op's specs."""

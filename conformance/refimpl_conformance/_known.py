@@ -44,15 +44,28 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+def declared_defaults(op_name: str) -> tuple[dict[str, Any], str]:
+    """The defaults declared for ``op_name`` and where: its cases' ``defaults=``, or the table."""
+    from ._cases import all_cases
+
+    cases = all_cases().get(op_name)
+    in_cases = None if cases is None else cases.defaults
+    if in_cases is not None and op_name in DECLARED_DEFAULTS:
+        raise TypeError(f"{op_name}: defaults declared twice (its cases and refimpl_conformance/defaults.py)")
+    if in_cases is not None:
+        return dict(in_cases), f"the defaults= of its cases ({cases.random.__module__})"
+    return DECLARED_DEFAULTS.get(op_name, {}), "the table refimpl_conformance/defaults.py"
+
+
 def check_defaults(op: Op) -> list[Result]:
-    """The op's signature defaults against the declared table (one result per op)."""
+    """The op's signature defaults against the declared ones (one result per op)."""
     base = dict(op=op.name, backend="numpy", dtype="-", sample="signature", check="defaults")
     actual = {
         name: p.default
         for name, p in op.signature.parameters.items()
         if p.default is not inspect.Parameter.empty
     }
-    declared = DECLARED_DEFAULTS.get(op.name, {})
+    declared, where = declared_defaults(op.name)
     problems = [
         f"{name} = {actual[name]!r} in the signature, {declared[name]!r} declared"
         for name in actual
@@ -66,8 +79,8 @@ def check_defaults(op: Op) -> list[Result]:
     ]
     if problems:
         detail = (
-            "; ".join(problems) + " (the table is refimpl_conformance/defaults.py: a default changes "
-            "there and in the signature together, with the catalog)"
+            "; ".join(problems) + f" (declared in {where}: a default changes there and in the "
+            "signature together, with the catalog)"
         )
         return [Result(**base, status="fail", detail=detail)]
     return [Result(**base, status="pass", detail=f"{len(actual)} defaults")]

@@ -5,7 +5,8 @@ purpose: every backend receives its defaults from the reference's signature, so 
 changed there (LayerNorm's ε from 1e-5 to 1e-4, normalized HSIC's official ε) agrees with
 itself on every backend and no sample can see it. ``refimpl check`` compares each op's
 signature with this table (the ``defaults`` check); changing a default means changing it
-here too, on purpose, with the catalog.
+here too, on purpose, with the catalog. Ops added since declare theirs beside their samples
+(``OpCases(..., defaults={...})``); an op may not be in both places.
 
 ``None`` is a default meaning "not given" (the op's docstring says what it selects then).
 """
@@ -87,7 +88,6 @@ DECLARED_DEFAULTS: dict[str, dict[str, Any]] = {
     "sampled_softmax_logq": {"reduction": "mean"},
     "stablemax_cross_entropy": {"reduction": "mean", "compute_in_float64": False},
     "weighted_interval_score": {"reduction": "mean"},
-    "z_loss": {"eps": 0.0, "reduction": "mean"},
     # merging
     "expert_merging": {"official_chunking": True},
     "expert_merging_coefficient_regularizer": {"weight": 0.1, "target": 0.1},

@@ -77,6 +77,7 @@ register(
         random=_random,
         edges=_edges,
         errors=_errors,
+        defaults={"eps": 0.0, "reduction": "mean"},
         notes=NOTES,
         bench=Bench(sizes={"B": "rows", "D": "cols"}),
     )
