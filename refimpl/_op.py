@@ -107,6 +107,7 @@ class Op:
         check: Callable[[Mapping[str, Any]], None] | None = None,
         allow_empty: Sequence[str] = (),
         nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
+        custom_vjp: str | None = None,
     ) -> None:
         self.name: str = forward.__name__
         self.family = family
@@ -121,6 +122,11 @@ class Op:
         self.allow_empty = tuple(allow_empty)
         # outputs whose non-finite values mean something (a temperature of +inf: no reweighting)
         self.nonfinite_outputs = {k: tuple(v) for k, v in (nonfinite_outputs or {}).items()}
+        # a backward that is by design NOT the derivative of the forward (a straight-through
+        # estimator, TrAct's preconditioned weight gradient): why, in a sentence
+        self.custom_vjp = custom_vjp
+        if custom_vjp is not None and not differentiable:
+            raise TypeError(f"op {self.name}: custom_vjp given but no differentiable inputs")
         unknown = set(self.nonfinite_outputs) - set(self.outputs)
         if unknown:
             raise TypeError(f"op {self.name}: nonfinite_outputs names no output: {sorted(unknown)}")
@@ -285,6 +291,7 @@ def defop(
     check: Callable[[Mapping[str, Any]], None] | None = None,
     allow_empty: Sequence[str] = (),
     nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
+    custom_vjp: str | None = None,
 ) -> Callable[[Callable[..., tuple[Any, Any]]], Op]:
     """Decorator turning a reference forward function into a registered :class:`Op`."""
 
@@ -299,6 +306,7 @@ def defop(
             check=check,
             allow_empty=allow_empty,
             nonfinite_outputs=nonfinite_outputs,
+            custom_vjp=custom_vjp,
         )
         if op.name in _OPS:
             raise TypeError(f"op {op.name} is defined twice")

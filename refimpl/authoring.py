@@ -131,6 +131,7 @@ def op(
     check: Callable[[Mapping[str, Any]], None] | None = None,
     allow_empty: Sequence[str] = (),
     nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
+    custom_vjp: str | None = None,
     family: str | None = None,
     paper: Paper | None = None,
 ) -> Callable[[Callable[..., tuple[Any, Any]]], Op]:
@@ -143,6 +144,11 @@ def op(
     Finite inputs must give finite outputs and gradients: the op layer raises
     :class:`RangeError` otherwise. ``nonfinite_outputs`` names the outputs whose non-finite
     values carry a meaning (``{"temperature": ("inf",)}``).
+
+    ``custom_vjp="why"`` declares a backward that is by design not the derivative of the
+    forward (a straight-through estimator, a preconditioned gradient): the suite then checks
+    it against the ``stated_vjp`` of the op's cases, an independent evaluation of the formula
+    the paper states, instead of finite differences.
     """
 
     def register(forward: Callable[..., tuple[Any, Any]]) -> Op:
@@ -162,6 +168,7 @@ def op(
             check=check,
             allow_empty=allow_empty,
             nonfinite_outputs=nonfinite_outputs,
+            custom_vjp=custom_vjp,
         )(forward)
 
     return register

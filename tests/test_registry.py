@@ -56,6 +56,8 @@ def test_the_op_has_cases_error_cases_and_a_benchmark_where_a_fast_backend_claim
     cases = all_cases()[name]
     assert cases.edges(), f"{name}: no named edge cases"
     assert cases.all_errors(), f"{name}: no error cases"
+    if refimpl.get(name).custom_vjp is not None:
+        assert cases.stated_vjp is not None, f"{name}: a custom VJP needs its stated formula in the cases"
     if any(backend.supports(name) for backend in FAST_BACKENDS):
         assert bench_case(name) is not None, (
             f"{name}: a fast backend implements it, but no benchmark is declared"

@@ -147,6 +147,9 @@ class OpCases:
     # every optional argument's default as the catalog states it (the ``defaults`` check);
     # ops registered before this field have theirs in refimpl_conformance/defaults.py
     defaults: Mapping[str, Any] | None = None
+    # for an op declared with custom_vjp: ``stated_vjp(args, kwargs, cotangents) -> gradients``,
+    # the stated backward evaluated independently (float64), checked in place of differences
+    stated_vjp: Callable[[tuple[Any, ...], dict[str, Any], list[Any]], Sequence[Any]] | None = None
 
     def all_errors(self) -> list[ErrorCase]:
         """The hand-written error cases, then those generated from the op's specs."""

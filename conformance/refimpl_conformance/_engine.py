@@ -51,7 +51,7 @@ class Result:
     backend: str
     dtype: str
     sample: str
-    check: str  # forward | vjp | fd-directional | fd-jacobian | finite | error | self-check | signature
+    check: str  # forward | vjp | fd-directional | fd-jacobian | stated-vjp | finite | error | self-check | signature
     #            | defaults | example | known
     status: str  # pass | fail | inaccurate | skip
     max_abs: float = 0.0
@@ -720,6 +720,8 @@ def check_finite_differences(
     ]
     if not sample.fd:
         return results
+    if op.custom_vjp is not None:
+        return results + _check_stated_vjp(op, sample, args, kwargs, v, grads, base, repro)
     rtol = sample.fd_rtol
 
     # directional test: perturb along w = h ⊙ u, with a step per element
@@ -804,6 +806,50 @@ def check_finite_differences(
         )
 
     return results
+
+
+def _check_stated_vjp(op: Op, sample: Sample, args, kwargs, v, grads, base, repro) -> list[Result]:
+    """A custom VJP (not the forward's derivative) against its stated formula, float64.
+
+    The formula comes from the op's cases (``stated_vjp``), evaluated independently of the
+    reference backward; each gradient must agree to ``sample.fd_rtol`` relative to its
+    largest entry (the two evaluations differ only in rounding).
+    """
+    from ._cases import cases_for
+
+    stated = cases_for(op.name).stated_vjp
+    if stated is None:
+        return [
+            Result(
+                **base,
+                check="stated-vjp",
+                status="fail",
+                detail=f"{op.name} declares custom_vjp ({op.custom_vjp}) but its cases give no stated_vjp",
+            )
+        ]
+    expected = list(stated(args, kwargs, v))
+    worst, ok, detail = 0.0, True, ""
+    for name, grad, want in zip(op.differentiable, grads, expected, strict=True):
+        grad = np.asarray(grad, dtype=np.float64)
+        want = np.asarray(want, dtype=np.float64)
+        if grad.shape != want.shape:
+            ok, detail = False, f"{name}: backward shape {grad.shape}, stated {want.shape}"
+            break
+        gap = float(np.max(np.abs(grad - want), initial=0.0))
+        allowed = sample.fd_rtol * max(float(np.max(np.abs(want), initial=0.0)), 1e-300)
+        worst = max(worst, gap)
+        if not gap <= allowed:
+            ok, detail = False, f"{name}: backward and stated formula differ by {gap!r} (allowed {allowed!r})"
+    return [
+        Result(
+            **base,
+            check="stated-vjp",
+            status="pass" if ok else "fail",
+            max_abs=worst,
+            detail=detail,
+            repro="" if ok else repro,
+        )
+    ]
 
 
 # -- error cases ----------------------------------------------------------------------
