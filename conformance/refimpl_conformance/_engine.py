@@ -51,8 +51,8 @@ class Result:
     backend: str
     dtype: str
     sample: str
-    check: str  # forward | vjp | fd-directional | fd-jacobian | stated-vjp | finite | error | self-check | signature
-    #            | defaults | example | known
+    check: str  # forward | vjp | fd-directional | fd-jacobian | stated-vjp | finite | error
+    #            | self-check | signature | defaults | example | known
     status: str  # pass | fail | inaccurate | skip
     max_abs: float = 0.0
     max_rel: float = 0.0
