@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import _state_dict
 from ._errors import InputError, NotDifferentiableError, RangeError, UnknownOpError, UnsupportedOpError
 from ._spec import (
     ArgumentError,
@@ -30,6 +31,7 @@ from ._spec import (
     Spec,
     Switch,
     Tensor,
+    TensorList,
     array_library,
     array_namespace,
     check_finite_array,
@@ -37,6 +39,7 @@ from ._spec import (
     quiet_floating_point,
     validate,
 )
+from ._state_dict import StateDict
 
 __all__ = [
     "Backend",
@@ -108,6 +111,7 @@ class Op:
         allow_empty: Sequence[str] = (),
         nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
         custom_vjp: str | None = None,
+        state_dict: StateDict | None = None,
     ) -> None:
         self.name: str = forward.__name__
         self.family = family
@@ -130,6 +134,10 @@ class Op:
         unknown = set(self.nonfinite_outputs) - set(self.outputs)
         if unknown:
             raise TypeError(f"op {self.name}: nonfinite_outputs names no output: {sorted(unknown)}")
+        # how the op takes whole models (state dicts) besides single arrays: refimpl._state_dict
+        self.state_dict = state_dict
+        if state_dict is not None:
+            state_dict.validate_for(self.name, list(self.signature.parameters), self.outputs)
         self.__doc__ = forward.__doc__
         self.__module__ = forward.__module__
         self.__wrapped__ = forward
@@ -205,6 +213,9 @@ class Op:
         )
         for name, spec in self.specs.items():  # a NumPy float64 scalar would promote float32 math
             value = bound.arguments[name]
+            if isinstance(spec, TensorList) and value is not None:
+                bound.arguments[name] = [array_namespace(v).ascontiguousarray(v) for v in value]
+                continue
             if isinstance(spec, Tensor) and value is not None and not value.flags.c_contiguous:
                 # one memory layout for every implementation: a Fortran-ordered or strided
                 # input gives the same bits as its C-contiguous copy (reductions keep their order)
@@ -219,6 +230,8 @@ class Op:
         return bound
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.state_dict is not None and _state_dict.applies(self, args, kwargs):
+            return _state_dict.call(self, self, args, kwargs)
         return _call(self, self.impl(), args, kwargs, library=None)
 
     def __repr__(self) -> str:
@@ -292,6 +305,7 @@ def defop(
     allow_empty: Sequence[str] = (),
     nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
     custom_vjp: str | None = None,
+    state_dict: StateDict | None = None,
 ) -> Callable[[Callable[..., tuple[Any, Any]]], Op]:
     """Decorator turning a reference forward function into a registered :class:`Op`."""
 
@@ -307,6 +321,7 @@ def defop(
             allow_empty=allow_empty,
             nonfinite_outputs=nonfinite_outputs,
             custom_vjp=custom_vjp,
+            state_dict=state_dict,
         )
         if op.name in _OPS:
             raise TypeError(f"op {op.name} is defined twice")
@@ -417,6 +432,8 @@ class Backend:
 
         @functools.wraps(op.forward)
         def call(*args: Any, **kwargs: Any) -> Any:
+            if op.state_dict is not None and _state_dict.applies(op, args, kwargs):
+                return _state_dict.call(op, call, args, kwargs)
             return _call(op, impl, args, kwargs, library=self.array_library, all_finite=self.all_finite)
 
         return call
@@ -534,6 +551,8 @@ def vjp(op: str | Op, *args: Any, backend: str | Backend | None = None, **kwargs
             f"{op.name} has no differentiable inputs (it is compared on outputs only); "
             f"call it directly instead of through vjp"
         )
+    if op.state_dict is not None and _state_dict.applies(op, args, kwargs):
+        return _state_dict.vjp(op, lambda *a, **k: vjp(op, *a, backend=chosen, **k), args, kwargs)
     impl = chosen.impl(op)
     bound = op.bind(args, kwargs, library=chosen.array_library, all_finite=chosen.all_finite)
     with quiet_floating_point():

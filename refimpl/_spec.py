@@ -24,12 +24,15 @@ __all__ = [
     "BoolArray",
     "Flag",
     "FloatArray",
+    "FloatArrays",
+    "Function",
     "IntArray",
     "IntScalar",
     "OneOf",
     "RealScalar",
     "Scalar",
     "Tensor",
+    "TensorList",
     "array_library",
     "array_namespace",
     "check_finite_enabled",
@@ -124,6 +127,8 @@ class Scalar:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         if self.kind == "flag":
             return "a bool"
+        if self.kind == "function":
+            return "a callable"
         noun = "a finite real number" if self.kind == "real" else "an integer"
         bounds = []
         if self.low is not None:
@@ -160,7 +165,34 @@ def Flag() -> Scalar:  # noqa: N802
     return Scalar("flag")
 
 
-Spec = Tensor | Scalar
+def Function() -> Scalar:  # noqa: N802
+    """A callable (an evaluation oracle such as a held-out accuracy; never differentiated)."""
+    return Scalar("function")
+
+
+@dataclass(frozen=True)
+class TensorList:
+    """A list (or tuple) of float arrays of one rank and possibly different shapes: the
+    weight matrices of an MLP, layer by layer. ``length`` binds a dimension symbol (or a
+    literal) to the number of arrays. Each array obeys the float rules of :class:`Tensor`
+    (float32/float64 like the call's other float arguments, finite values)."""
+
+    rank: int
+    length: str | int | None = None
+    optional: bool = False
+    kind: str = "float"
+
+    def describe(self) -> str:
+        count = f"{self.length} " if self.length is not None else ""
+        return f"a list of {count}float arrays of rank {self.rank}"
+
+
+def FloatArrays(rank: int, length: str | int | None = None, *, optional: bool = False) -> TensorList:  # noqa: N802
+    """A list of float32/float64 arrays of rank ``rank`` (``length``: how many, a symbol or a number)."""
+    return TensorList(rank, length, optional)
+
+
+Spec = Tensor | Scalar | TensorList
 
 
 def array_library(x: Any) -> str:
@@ -188,6 +220,10 @@ def _describe_value(value: Any) -> str:
 
 def _check_scalar(name: str, spec: Scalar, value: Any) -> None:
     if value is None and spec.optional:
+        return
+    if spec.kind == "function":
+        if not callable(value):
+            raise ArgumentError(name, "a callable", _describe_value(value))
         return
     if spec.kind == "choice":
         if not any(value == c and type(value) is type(c) for c in spec.choices):
@@ -342,6 +378,58 @@ def _check_tensor_dtype(name: str, spec: Tensor, value: Any) -> None:
         raise ArgumentError(name, "dtype bool (a mask)", f"dtype {dtype}")
 
 
+def _check_tensor_list(
+    name: str,
+    spec: TensorList,
+    value: Any,
+    dims: dict[str, Any],
+    sources: dict[str, str],
+    library: str | None,
+    float_dtype: tuple[str, Any] | None,
+) -> tuple[str, Any] | None:
+    """A list of float arrays: a list or tuple, each item a float array of the spec's rank
+    and the call's float dtype; the count bound to ``spec.length``. Returns the float dtype."""
+    if not isinstance(value, list | tuple):
+        raise ArgumentError(name, spec.describe(), _describe_value(value))
+    for i, item in enumerate(value):
+        label = f"{name}[{i}]"
+        if (
+            not (hasattr(item, "shape") and hasattr(item, "dtype"))
+            or array_library(item) in _FRAMEWORK_ARRAYS
+        ):
+            raise ArgumentError(label, f"an array of rank {spec.rank}", _describe_value(item))
+        if library is not None and array_library(item) != library:
+            raise ArgumentError(
+                label, f"a {library} array (this backend computes on {library} arrays)", _describe_value(item)
+            )
+        _check_tensor_dtype(label, Tensor(()), item)
+        if float_dtype is None:
+            float_dtype = (name, item.dtype)
+        elif item.dtype != float_dtype[1]:
+            raise ArgumentError(
+                label,
+                f"dtype {float_dtype[1]} like '{float_dtype[0]}' (nothing is cast)",
+                f"dtype {item.dtype}",
+            )
+        if item.ndim != spec.rank:
+            raise ArgumentError(label, f"an array of rank {spec.rank}", f"shape {tuple(item.shape)}")
+        if 0 in item.shape:
+            raise ArgumentError(label, "a non-empty array", f"shape {tuple(item.shape)}")
+    length = spec.length
+    if isinstance(length, int) and len(value) != length:
+        raise ArgumentError(name, spec.describe(), f"{len(value)} arrays")
+    if isinstance(length, str):
+        if length in dims and dims[length] != len(value):
+            raise ArgumentError(
+                name, f"{dims[length]} arrays ({length}, from '{sources[length]}')", f"{len(value)} arrays"
+            )
+        if not value:
+            raise ArgumentError(name, f"{spec.describe()} with {length} >= 1", "an empty list")
+        dims.setdefault(length, len(value))
+        sources.setdefault(length, name)
+    return float_dtype
+
+
 def _bind_shape(
     name: str,
     spec: Tensor,
@@ -421,6 +509,9 @@ def validate(
                 if spec.optional:
                     continue
                 raise ArgumentError(name, "an array", "None")
+            if isinstance(spec, TensorList):
+                float_dtype = _check_tensor_list(name, spec, value, dims, sources, library, float_dtype)
+                continue
             if array_library(value) in _FRAMEWORK_ARRAYS:
                 raise ArgumentError(
                     name,
@@ -457,6 +548,9 @@ def validate(
             is_float = isinstance(spec, Tensor) and spec.kind == "float" and value is not None
             if is_float and set_check_finite.enabled:
                 _check_finite_values(name, spec, value, all_finite)
+            if isinstance(spec, TensorList) and value is not None and set_check_finite.enabled:
+                for i, item in enumerate(value):
+                    _check_finite_values(f"{name}[{i}]", Tensor(()), item, all_finite)
             if isinstance(spec, Tensor) and spec.kind == "int" and value is not None and value.size:
                 high = dims.get(spec.high, spec.high) if isinstance(spec.high, str) else spec.high
                 low, largest = int(value.min()), int(value.max())

@@ -64,6 +64,8 @@ from ._spec import (
     BoolArray,
     Flag,
     FloatArray,
+    FloatArrays,
+    Function,
     IntArray,
     IntScalar,
     OneOf,
@@ -71,8 +73,10 @@ from ._spec import (
     Scalar,
     Spec,
     Tensor,
+    TensorList,
     array_namespace,
 )
+from ._state_dict import StateDict
 
 __all__ = [
     "ArgumentError",
@@ -80,6 +84,8 @@ __all__ = [
     "Example",
     "Flag",
     "FloatArray",
+    "FloatArrays",
+    "Function",
     "Impl",
     "InputError",
     "RangeError",
@@ -90,7 +96,9 @@ __all__ = [
     "Paper",
     "RealScalar",
     "Scalar",
+    "StateDict",
     "Tensor",
+    "TensorList",
     "array_namespace",
     "collect_impls",
     "export_family",
@@ -132,6 +140,7 @@ def op(
     allow_empty: Sequence[str] = (),
     nonfinite_outputs: Mapping[str, Sequence[str]] | None = None,
     custom_vjp: str | None = None,
+    state_dict: StateDict | None = None,
     family: str | None = None,
     paper: Paper | None = None,
 ) -> Callable[[Callable[..., tuple[Any, Any]]], Op]:
@@ -149,6 +158,9 @@ def op(
     forward (a straight-through estimator, a preconditioned gradient): the suite then checks
     it against the ``stated_vjp`` of the op's cases, an independent evaluation of the formula
     the paper states, instead of finite differences.
+
+    ``state_dict=StateDict(...)`` lets a merging op defined on one parameter tensor take
+    whole models (mappings of names to arrays) as well (see ``refimpl._state_dict``).
     """
 
     def register(forward: Callable[..., tuple[Any, Any]]) -> Op:
@@ -169,6 +181,7 @@ def op(
             allow_empty=allow_empty,
             nonfinite_outputs=nonfinite_outputs,
             custom_vjp=custom_vjp,
+            state_dict=state_dict,
         )(forward)
 
     return register

@@ -92,13 +92,22 @@ def _is_float_array(value: Any) -> bool:
     return isinstance(value, np.ndarray) and value.dtype.kind == "f"
 
 
+def _cast(value: Any, dtype: str) -> Any:
+    if _is_float_array(value):
+        return value.astype(dtype)
+    if isinstance(value, list):  # a list of arrays (FloatArrays): each item
+        return [_cast(v, dtype) for v in value]
+    return value
+
+
 def cast_floats(values: Iterable[Any], dtype: str) -> tuple[Any, ...]:
-    """Cast the float arrays among ``values`` to ``dtype``; leave everything else alone."""
-    return tuple(v.astype(dtype) if _is_float_array(v) else v for v in values)
+    """Cast the float arrays among ``values`` (and in lists of arrays) to ``dtype``; leave
+    everything else alone."""
+    return tuple(_cast(v, dtype) for v in values)
 
 
 def _cast_kwargs(kwargs: dict[str, Any], dtype: str) -> dict[str, Any]:
-    return {k: (v.astype(dtype) if _is_float_array(v) else v) for k, v in kwargs.items()}
+    return {k: _cast(v, dtype) for k, v in kwargs.items()}
 
 
 def _as_tuple(op: Op, outputs: Any) -> tuple[Any, ...]:
@@ -195,9 +204,13 @@ def _run(
 
 
 def _run_checked(op: Op, backend: Backend, args: Sequence[Any], kwargs: dict[str, Any], cotangents):
-    to_device = backend.asarray
-    device_args = [to_device(a) if isinstance(a, np.ndarray) else a for a in args]
-    device_kwargs = {k: to_device(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    def to_device(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return backend.asarray(value)
+        return [to_device(v) for v in value] if isinstance(value, list) else value
+
+    device_args = [to_device(a) for a in args]
+    device_kwargs = {k: to_device(v) for k, v in kwargs.items()}
     if cotangents is None or not op.is_differentiable:
         outputs = backend.get(op)(*device_args, **device_kwargs)
         return tuple(backend.to_numpy(o) for o in _as_tuple(op, outputs)), None

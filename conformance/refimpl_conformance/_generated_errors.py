@@ -21,7 +21,7 @@ import numpy as np
 
 import refimpl
 from refimpl import Op
-from refimpl.authoring import Scalar, Tensor
+from refimpl.authoring import Scalar, Tensor, TensorList
 
 from ._cases import ErrorCase, OpCases, Sample
 
@@ -113,10 +113,29 @@ def _tensor_mutations(
     return mutations
 
 
+def _list_mutations(spec: TensorList, value: list[np.ndarray]) -> list[tuple[str, Any]]:
+    first = value[0]
+    bad = first.copy()
+    bad.flat[-1] = math.nan
+    mutations: list[tuple[str, Any]] = [
+        ("given as one array, not a list", first),
+        ("with an integer array", [first.astype(np.int64), *value[1:]]),
+        ("with an array of another rank", [first[None], *value[1:]]),
+        ("with a nan entry", [bad, *value[1:]]),
+    ]
+    if not spec.optional:
+        mutations.append(("given as None", None))
+    if spec.length is not None:
+        mutations.append(("one array longer", [*value, value[-1]]))
+    return mutations
+
+
 def _scalar_mutations(spec: Scalar, value: Any) -> list[tuple[str, Any]]:
     mutations: list[tuple[str, Any]] = []
     if spec.kind == "choice":
         mutations.append(("not one of the choices", "not-a-choice"))
+    elif spec.kind == "function":
+        mutations.append(("not callable", 1.0))
     elif spec.kind == "flag":
         mutations.append(("a string, not a bool", "yes"))
     else:
@@ -167,6 +186,10 @@ def generated_errors(op: Op | str, cases: OpCases) -> list[ErrorCase]:
             if not isinstance(value, np.ndarray):
                 continue
             mutations = _tensor_mutations(op, name, spec, value, dims, first_float)
+        elif isinstance(spec, TensorList):
+            if not isinstance(value, list | tuple) or not value:
+                continue
+            mutations = _list_mutations(spec, list(value))
         else:
             if value is None:
                 continue
