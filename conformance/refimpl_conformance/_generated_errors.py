@@ -113,7 +113,7 @@ def _tensor_mutations(
     return mutations
 
 
-def _list_mutations(spec: TensorList, value: list[np.ndarray]) -> list[tuple[str, Any]]:
+def _list_mutations(spec: TensorList, value: list[np.ndarray], longer: bool) -> list[tuple[str, Any]]:
     first = value[0]
     bad = first.copy()
     bad.flat[-1] = math.nan
@@ -125,7 +125,7 @@ def _list_mutations(spec: TensorList, value: list[np.ndarray]) -> list[tuple[str
     ]
     if not spec.optional:
         mutations.append(("given as None", None))
-    if spec.length is not None:
+    if isinstance(spec.length, int) or longer:
         mutations.append(("one array longer", [*value, value[-1]]))
     return mutations
 
@@ -180,6 +180,7 @@ def generated_errors(op: Op | str, cases: OpCases) -> list[ErrorCase]:
         None,
     )
     generated: list[ErrorCase] = []
+    list_lengths: set[Any] = set()
     for name, spec in op.specs.items():
         value = arguments[name]
         if isinstance(spec, Tensor):
@@ -189,7 +190,10 @@ def generated_errors(op: Op | str, cases: OpCases) -> list[ErrorCase]:
         elif isinstance(spec, TensorList):
             if not isinstance(value, list | tuple) or not value:
                 continue
-            mutations = _list_mutations(spec, list(value))
+            # a longer list is blamed on the list that disagrees with the first to bind the length
+            bound_before = spec.length is not None and spec.length in list_lengths
+            list_lengths.add(spec.length)
+            mutations = _list_mutations(spec, list(value), longer=bound_before)
         else:
             if value is None:
                 continue
@@ -198,9 +202,8 @@ def generated_errors(op: Op | str, cases: OpCases) -> list[ErrorCase]:
             call = dict(arguments)
             call[name] = broken
             args, kwargs = _split(op, call)
-            generated.append(
-                ErrorCase(f"generated: '{name}' {what}", args, kwargs, match=f"argument '{name}'")
-            )
+            match = rf"argument '{name}(\[\d+\])?'" if isinstance(spec, TensorList) else f"argument '{name}'"
+            generated.append(ErrorCase(f"generated: '{name}' {what}", args, kwargs, match=match))
     required = [
         n
         for n, p in op.signature.parameters.items()
