@@ -13,7 +13,7 @@ hand-derived backward. Quick tour::
 
 from __future__ import annotations
 
-from . import adapters, data_selection, layers, losses, merging, optim, regularizers, reweighting
+from . import adapters, data_selection, layers, losses, merging, optim, regularizers, reweighting, transport
 from ._deviations import Deviation, Example, deviations, known_deviation
 from ._errors import InputError, NotDifferentiableError, RangeError, UnknownOpError, UnsupportedOpError
 from ._op import (
@@ -63,6 +63,7 @@ __all__ = [
     "optim",
     "regularizers",
     "reweighting",
+    "transport",
     "set_check_finite",
     "set_check_results",
     "vjp",
