@@ -13,7 +13,21 @@ hand-derived backward. Quick tour::
 
 from __future__ import annotations
 
-from . import adapters, data_selection, layers, losses, merging, optim, regularizers, reweighting, transport
+from . import (
+    adapters,
+    data_selection,
+    layers,
+    losses,
+    merging,
+    optim,
+    other,
+    quantization_sparsity,
+    regularizers,
+    reweighting,
+    solvers,
+    structure_learning,
+    transport,
+)
 from ._deviations import Deviation, Example, deviations, known_deviation
 from ._errors import InputError, NotDifferentiableError, RangeError, UnknownOpError, UnsupportedOpError
 from ._op import (
@@ -61,8 +75,12 @@ __all__ = [
     "merging",
     "ops",
     "optim",
+    "other",
+    "quantization_sparsity",
     "regularizers",
     "reweighting",
+    "solvers",
+    "structure_learning",
     "transport",
     "set_check_finite",
     "set_check_results",
