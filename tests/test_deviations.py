@@ -33,6 +33,18 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "pissa_init": {"peft-pissa-float32-only"},
         "f_divergence_weight": {"fastgen-rkl-weighting-typeerror"},
         "weighted_interval_score": {"scoringrules-wis-median-term"},
+        "corda_covariance": {"corda-covariance-divisor-256"},
+        "corda_init": {"peft-corda-float32-only"},
+        "eora_compensation": {"eora-negative-eigenvalue-smallest-positive", "eora-zero-eigenvalue-nan"},
+        "fastfood_projection": {"fastfood-hadamard-backward-over-sqrt-l"},
+        "said_reparam": {"said-size-all-named-parameters-plus-one"},
+        "sara_sparse_reparam": {"sara-official-abs-first-forward"},
+        "masked_nuclear_norm": {"sara-official-nuclear-norm-never-stepped"},
+        "greedy_soup": {"model-soups-greedy-tie-order-reversed"},
+        "uniform_soup": {"model-soups-uniform-running-sum"},
+        "orthograd_step": {"orthograd-rescale-to-gradient-norm"},
+        "score_based_pruning": {"data-diet-offset-from-lowest"},
+        "sparsity_constrained_ot_dual": {"pot-sparsity-dual-max-nz-at-least-m"},
     }
     for op, names in expected.items():
         assert {d.name for d in refimpl.get(op).deviations} == names
