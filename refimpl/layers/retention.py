@@ -17,6 +17,7 @@ from ..authoring import (
     RealScalar,
     array_namespace,
     op,
+    row_norm,
     sigmoid,
 )
 
@@ -536,7 +537,11 @@ def multiscale_retention(
         s, O = None, P
     mean = O.mean(axis=-1, keepdims=True)
     centered = O - mean
-    rstd = 1 / np.sqrt((centered * centered).mean(axis=-1, keepdims=True) + x.dtype.type(eps))
+    variance = (centered * centered).mean(axis=-1, keepdims=True)
+    rstd = 1 / np.sqrt(variance + x.dtype.type(eps))
+    overflow = ~np.isfinite(variance)  # |O − mean| beyond ~1.8e19 in float32: the squares overflowed
+    if overflow.any():  # σ = ‖O − mean‖/√d_v computed scaled (as layer_norm); eps is negligible
+        rstd = np.where(overflow, np.sqrt(O.shape[-1]) / row_norm(centered), rstd).astype(x.dtype)
     O_hat = _merge_heads(centered * rstd)  # (B, N, H·d_v)
     sigma = sigmoid(U)
     gate = U * sigma

@@ -83,13 +83,17 @@ def orthograd_step(params, grads, *, rescale=False):
     dtype = grads.dtype.type
     w = params.reshape(-1)
     g = grads.reshape(-1)
-    coefficient = float(np.vdot(w, g)) / (float(np.vdot(w, w)) + EPS)
+    # the three inner products in float64: in float32, ⟨w, w⟩ overflows for |w| ~ 1e20 and
+    # ‖g_⊥‖² underflows for |g| ~ 1e-20, where the result itself is representable
+    w64, g64 = w.astype(np.float64), g.astype(np.float64)
+    coefficient = float(np.vdot(w64, g64)) / (float(np.vdot(w64, w64)) + EPS)
     g_perp = g - dtype(coefficient) * w
-    norm_perp = float(np.sqrt(np.vdot(g_perp, g_perp)))
+    perp64 = g_perp.astype(np.float64)
+    norm_perp = float(np.sqrt(np.vdot(perp64, perp64)))
     if norm_perp == 0.0:  # g ∥ w exactly (or g = 0): nothing is left, on both paths
         return np.zeros_like(grads), None
     if rescale:
-        norm_g = float(np.sqrt(np.vdot(g, g)))
+        norm_g = float(np.sqrt(np.vdot(g64, g64)))
         g_perp = g_perp * dtype(norm_g / (norm_perp + EPS))
     return g_perp.reshape(grads.shape), None
 

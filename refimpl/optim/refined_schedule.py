@@ -24,6 +24,9 @@ FILTER_SHARE = 0.1
 NORM_POWER = {"l2": 2.0, "l1": 1.0}
 
 
+MAX_POINTS = 2**24  # the largest resampled schedule: far beyond the official 10 000 points
+
+
 def official_filter_width(num_points: int) -> int:
     """The official median-filter width for a sequence of ``num_points`` points: the odd
     number ``2⌊⌊0.1·n⌋/2⌋ + 1`` (10 % of the run; ``visual.py`` and the README)."""
@@ -126,7 +129,7 @@ def _smoothed_norms(norms, width, num_points):
     inputs={
         "grad_norms": FloatArray("T"),
         "width": IntScalar(1, optional=True),
-        "num_points": IntScalar(2, optional=True),
+        "num_points": IntScalar(2, MAX_POINTS, optional=True),
         "norm": OneOf("l2", "l1"),
         "eps": RealScalar(0),
     },
@@ -181,7 +184,8 @@ def refined_schedule(grad_norms, *, width=None, num_points=None, norm="l2", eps=
             float32 or float64.
         width: the odd median-filter width, or None (default) for the official 10 % rule.
         num_points: resample to this many points as the official scripts do (10 000 there),
-            or None (default): filter the T norms as given.
+            or None (default): filter the T norms as given. At most 2^24 (a schedule of 16 M
+            points, 1600× the official resolution): a larger count is refused, not allocated.
         norm: "l2" (default; w = Ĝ^(−2), SGD) or "l1" (w = Ĝ^(−1), ℓ1 norms for Adam).
         eps: guard added to Ĝ^p in the weights (default 0, the official formula).
 

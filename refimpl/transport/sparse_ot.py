@@ -57,7 +57,10 @@ def _top_k_mask(x: np.ndarray, k: int) -> np.ndarray:
 def _project_rows(x: np.ndarray, k: int) -> np.ndarray:
     """``P_{Δ,k}`` of every row: keep the k largest, project them onto the simplex, zero the rest."""
     order = _top_k_order(x, k)
-    u = np.take_along_axis(x, order, axis=-1)  # the kept values, descending
+    kept = np.take_along_axis(x, order, axis=-1)  # the kept values, descending
+    # shift by the largest: P_Δ(u − c·1) = P_Δ(u), and with u_1 = 0 the j = 1 test below is
+    # exactly 1 > 0 at any magnitude (unshifted, u_1 − (u_1 − 1) rounds to 0 once |u_1| ≥ 2^53·ulp)
+    u = kept - kept[..., :1]
     cumulative = np.cumsum(u, axis=-1) - 1
     ranks = np.arange(1, u.shape[-1] + 1, dtype=x.dtype)
     # ρ = #{j : u_j − (Σ_{l≤j} u_l − 1)/j > 0} (≥ 1: j = 1 gives 1 > 0), θ = (Σ_{l≤ρ} u_l − 1)/ρ

@@ -12,9 +12,10 @@ their cotangents; its products are cuBLAS matmuls.
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
-from refimpl.authoring import Impl
+from refimpl.authoring import Impl, row_norm
 
 from .._fuse import kernel_set, xp_of
 
@@ -223,7 +224,11 @@ def multiscale_retention_forward(
         O = O / s
     mean = O.mean(axis=-1, keepdims=True)
     centered = O - mean
-    rstd = 1 / xp.sqrt((centered * centered).mean(axis=-1, keepdims=True) + x.dtype.type(eps))
+    variance = (centered * centered).mean(axis=-1, keepdims=True)
+    rstd = 1 / xp.sqrt(variance + x.dtype.type(eps))
+    overflow = ~xp.isfinite(variance)  # float32 squares overflowed: σ computed scaled, as the reference
+    if bool(overflow.any()):
+        rstd = xp.where(overflow, math.sqrt(O.shape[-1]) / row_norm(centered), rstd).astype(x.dtype)
     O_hat = _merge_heads(k.normalize(O, mean, rstd))
     Z = k.gated(U, O_hat)
     y = xp.matmul(Z, W_O.T)

@@ -1,10 +1,11 @@
-"""⊥Grad on CuPy: fused reductions for the three sums, one fused pass for the output.
+"""⊥Grad on CuPy: fused reductions for the sums, one fused pass for the output.
 
-Mirrors ``refimpl/optim/orthograd.py``. ``⟨w, w⟩``, ``⟨w, g⟩``, ``⟨g, g⟩`` and
-``‖g − c·w‖²`` are fused multiply-and-sum kernels (the last one does not write g_⊥); the
-result ``(g − c·w)·s`` is written once, with ``s = 1`` or, with ``rescale``,
-``‖g‖/(‖g_⊥‖ + ε)``. Coefficients are rounded once to the arrays' dtype, as in the
-reference. On the host the same functions run as plain NumPy.
+Mirrors ``refimpl/optim/orthograd.py``. ``⟨w, w⟩``, ``⟨w, g⟩``, ``⟨g, g⟩`` and ``‖g − c·w‖²``
+are fused multiply-and-sum kernels on float64 copies (float32 squares overflow at |w| ~ 1e20
+and underflow at |g| ~ 1e-20, where the result is representable); the result
+``(g − c·w)·s`` is written once, with ``s = 1`` or, with ``rescale``, ``‖g‖/(‖g_⊥‖ + ε)``.
+Coefficients are rounded once to the arrays' dtype, as in the reference. On the host the
+same functions run as plain NumPy.
 """
 
 from __future__ import annotations
@@ -25,15 +26,10 @@ def _kernels(xp, fuse):
         return xp.sum(a * b)
 
     @fuse
-    def perp_squared_norm(g, w, coefficient):
-        perp = g - coefficient * w
-        return xp.sum(perp * perp)
-
-    @fuse
     def project_and_scale(g, w, coefficient, factor):
         return (g - coefficient * w) * factor
 
-    return SimpleNamespace(dot=dot, perp_squared_norm=perp_squared_norm, project_and_scale=project_and_scale)
+    return SimpleNamespace(dot=dot, project_and_scale=project_and_scale)
 
 
 kernels_for = kernel_set(_kernels)
@@ -45,11 +41,14 @@ def orthograd_step_forward(params, grads, *, rescale=False):
     dtype = grads.dtype.type
     w = params.reshape(-1)
     g = grads.reshape(-1)
-    coefficient = dtype(float(k.dot(w, g)) / (float(k.dot(w, w)) + EPS))
-    norm_perp = math.sqrt(float(k.perp_squared_norm(g, w, coefficient)))
+    # the sums in float64, as the reference: float32 squares overflow or underflow first
+    w64, g64 = w.astype(xp.float64), g.astype(xp.float64)
+    coefficient = dtype(float(k.dot(w64, g64)) / (float(k.dot(w64, w64)) + EPS))
+    perp = k.project_and_scale(g, w, coefficient, dtype(1)).astype(xp.float64)
+    norm_perp = math.sqrt(float(k.dot(perp, perp)))
     if norm_perp == 0.0:  # g ∥ w exactly (or g = 0)
         return xp.zeros_like(grads), None
-    factor = dtype(math.sqrt(float(k.dot(g, g))) / (norm_perp + EPS)) if rescale else dtype(1)
+    factor = dtype(math.sqrt(float(k.dot(g64, g64))) / (norm_perp + EPS)) if rescale else dtype(1)
     return k.project_and_scale(g, w, coefficient, factor).reshape(grads.shape), None
 
 

@@ -34,7 +34,8 @@ def sparse_simplex_projection_forward(x, *, max_nz):
     xp = xp_of(x)
     k = kernels_for(x)
     order = xp.argsort(-x, axis=-1, kind="stable")[..., :max_nz]
-    u = xp.take_along_axis(x, order, axis=-1)  # the kept values, descending
+    kept = xp.take_along_axis(x, order, axis=-1)  # the kept values, descending
+    u = kept - kept[..., :1]  # shift-invariant; the j = 1 test is exactly 1 > 0 at any magnitude
     cumulative = xp.cumsum(u, axis=-1) - 1
     ranks = xp.arange(1, u.shape[-1] + 1, dtype=x.dtype)
     rho = xp.count_nonzero(u - cumulative / ranks > 0, axis=-1)[..., None]

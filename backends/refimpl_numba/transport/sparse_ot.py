@@ -57,17 +57,20 @@ def _project_rows(x, k, y):
             _top_k_by_insertion(x[r], k, values, indices)
         else:
             _top_k_by_sort(x[r], k, values, indices)
+        # shifted by the largest kept value (the projection is shift-invariant): the j = 0
+        # test is then exactly 1 > 0 at any magnitude
+        top = values[0]
         running = 0.0
-        theta = 0.0
+        theta = -1.0
         for j in range(k):
-            running += values[j]
+            running += values[j] - top
             candidate = (running - 1.0) / (j + 1)
-            if values[j] - candidate > 0.0:
+            if values[j] - top - candidate > 0.0:
                 theta = candidate  # ρ is the last j where the condition holds (it holds for a prefix)
         for i in range(m):
             y[r, i] = 0.0
         for j in range(k):
-            y[r, indices[j]] = max(values[j] - theta, 0.0)
+            y[r, indices[j]] = max(values[j] - top - theta, 0.0)
 
 
 @njit(parallel=True, cache=True)
