@@ -18,6 +18,7 @@ from ..authoring import (
     known_deviation,
     op,
 )
+from .pissa import check_rank
 
 __all__ = ["corda_covariance", "corda_init"]
 
@@ -166,15 +167,8 @@ def corda_covariance(X, lengths=None, *, sample_scaling, official_divisor=None):
 
 # -- corda_init ----------------------------------------------------------------------------------------
 def _check_init(arguments) -> None:
-    W, C, rank = arguments["W"], arguments["C"], arguments["r"]
-    out_features, in_features = W.shape
-    if rank > min(out_features, in_features):
-        raise ArgumentError(
-            "r",
-            f"an integer 1 <= r <= min(out, in) = {min(out_features, in_features)} "
-            f"(W has shape {(out_features, in_features)})",
-            f"r = {rank}",
-        )
+    check_rank(arguments)
+    C = arguments["C"]
     xp = array_namespace(C)
     diagonal_mean = float(xp.mean(xp.diagonal(C)))
     if not diagonal_mean > 0:

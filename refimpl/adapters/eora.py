@@ -15,6 +15,7 @@ from ..authoring import (
     known_deviation,
     op,
 )
+from .pissa import check_rank
 
 __all__ = ["eora_compensation"]
 
@@ -27,15 +28,8 @@ PAPER = Paper(
 
 
 def _check(arguments) -> None:
-    W, C, rank = arguments["W"], arguments["C"], arguments["r"]
-    out_features, in_features = W.shape
-    if rank > min(out_features, in_features):
-        raise ArgumentError(
-            "r",
-            f"an integer 1 <= r <= min(out, in) = {min(out_features, in_features)} "
-            f"(W has shape {(out_features, in_features)})",
-            f"r = {rank}",
-        )
+    check_rank(arguments)
+    C = arguments["C"]
     xp = array_namespace(C)
     trace = float(xp.sum(xp.diagonal(C)))
     if not trace > 0:

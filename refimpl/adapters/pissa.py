@@ -16,7 +16,8 @@ PAPER = Paper(
 )
 
 
-def _check_rank(arguments) -> None:
+def check_rank(arguments) -> None:
+    """``1 <= r <= min(out, in)`` for the rank ``r`` of a decomposition of ``W`` (out, in)."""
     out_features, in_features = arguments["W"].shape
     rank = arguments["r"]
     if rank > min(out_features, in_features):
@@ -46,7 +47,7 @@ def signs_of_largest_entries(V_r: np.ndarray) -> np.ndarray:
         "scale": RealScalar(0, low_open=True),
     },
     outputs=("A", "B", "W_res"),
-    check=_check_rank,
+    check=check_rank,
 )
 def pissa_init(W, r, *, scale=1.0):
     r"""Initialize LoRA's factors from the top-r singular triplets of W; freeze the rest.
