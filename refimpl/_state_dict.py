@@ -259,7 +259,7 @@ def vjp(op: Any, vjp_function: Callable[..., Any], args: Sequence[Any], kwargs: 
     pullbacks, results = {}, {}
     for k in models.float_names:
         call_k = _per_tensor_arguments(op, models, arguments, k)
-        out_k, pullbacks[k] = _run(k, lambda *a, **kw: vjp_function(*a, **kw), op, call_k)
+        out_k, pullbacks[k] = _run(k, vjp_function, op, call_k)
         results[k] = _outputs(op, out_k)
     single = len(op.outputs) == 1
     assembled = tuple(models.assemble({k: results[k][i] for k in results}) for i in range(len(op.outputs)))

@@ -188,8 +188,12 @@ def _check_matmul(arguments) -> None:
             )
 
 
-def _term_weights(p, sampled, count, official_longtail, official_first_iteration):
-    """α (n,), float64: 1 on C, plus (1 − P_C)/(s·p_i) for each draw of i (the draws summed)."""
+def term_weights(p, sampled, count, official_longtail, official_first_iteration):
+    """α (n,), float64: 1 on C, plus (1 − P_C)/(s·p_i) for each draw of i (the draws summed).
+
+    The estimator's term weights, computed on the host for every backend (NumPy or CuPy
+    inputs): O(n) bookkeeping beside the O(M·|S|·N) product."""
+    p, sampled = _host(p), _host(sampled)
     n = p.shape[0]
     p64 = np.asarray(p, dtype=np.float64)
     kept = _deterministic_set(p64, count)
@@ -285,7 +289,7 @@ def wta_crs_matmul(
     >>> refimpl.other.wta_crs_matmul(x, z, p, np.array([2]), num_deterministic=1)   # 1 + 0.5/0.25·3
     array([[7.]])
     """
-    alpha = _term_weights(p, sampled, num_deterministic, official_longtail, official_first_iteration)
+    alpha = term_weights(p, sampled, num_deterministic, official_longtail, official_first_iteration)
     alpha = alpha.astype(x.dtype)
     y = (x * alpha) @ z
     return y, (x, z, alpha)

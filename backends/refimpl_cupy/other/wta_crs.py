@@ -17,45 +17,18 @@ from __future__ import annotations
 import numpy as np
 
 from refimpl.authoring import Impl
+from refimpl.other.wta_crs import term_weights
 
 from .._fuse import xp_of
-
-LONGTAIL_EPS = 1e-3  # the official long-tail threshold, as in the reference
-
-
-def _to_host(value):
-    return np.asarray(value.get() if hasattr(value, "get") else value)
-
-
-def _term_weights(p, sampled, count, official_longtail, official_first_iteration):
-    """(S, α_S) on the host: the indices with a nonzero weight, ascending, and their weights."""
-    p64 = _to_host(p).astype(np.float64)
-    drawn = _to_host(sampled).astype(np.int64)
-    kept = np.argsort(-p64, kind="stable")[:count]
-    alpha = np.zeros(p64.shape[0])
-    alpha[kept] = 1.0
-    s = drawn.shape[0]
-    if s:
-        mass = p64[kept].sum()
-        residual = 1.0 - mass
-        if official_longtail and mass > 1 - LONGTAIL_EPS:
-            weights = np.zeros(s)
-        elif official_first_iteration:
-            weights = np.full(s, residual)
-        else:
-            weights = residual / (s * p64[drawn])
-        np.add.at(alpha, drawn, weights)
-    support = np.flatnonzero(alpha)
-    return support, alpha[support]
 
 
 def wta_crs_matmul_forward(
     x, z, p, sampled, *, num_deterministic, official_longtail=False, official_first_iteration=False
 ):
     xp = xp_of(x)
-    support_host, weights_host = _term_weights(
-        p, sampled, num_deterministic, official_longtail, official_first_iteration
-    )
+    alpha = term_weights(p, sampled, num_deterministic, official_longtail, official_first_iteration)
+    support_host = np.flatnonzero(alpha)  # the terms with a nonzero weight, ascending
+    weights_host = alpha[support_host]
     support = xp.asarray(support_host)
     weights = xp.asarray(weights_host.astype(x.dtype))
     z_s = z[support]

@@ -22,29 +22,7 @@ import numpy as np
 from numba import njit
 
 from refimpl.authoring import Impl
-
-LONGTAIL_EPS = 1e-3  # the official long-tail threshold, as in the reference
-
-
-def term_weights(p, sampled, count, official_longtail, official_first_iteration):
-    """(S, α_S): the indices with a nonzero weight, ascending, and their weights (float64)."""
-    p64 = np.asarray(p, dtype=np.float64)
-    kept = np.argsort(-p64, kind="stable")[:count]
-    alpha = np.zeros(p64.shape[0])
-    alpha[kept] = 1.0
-    s = sampled.shape[0]
-    if s:
-        mass = p64[kept].sum()
-        residual = 1.0 - mass
-        if official_longtail and mass > 1 - LONGTAIL_EPS:
-            weights = np.zeros(s)
-        elif official_first_iteration:
-            weights = np.full(s, residual)
-        else:
-            weights = residual / (s * p64[sampled])
-        np.add.at(alpha, sampled, weights)
-    support = np.flatnonzero(alpha)
-    return support, alpha[support]
+from refimpl.other.wta_crs import term_weights
 
 
 @njit(cache=True)
@@ -73,9 +51,9 @@ def wta_crs_matmul_forward(
     x, z, p, sampled, *, num_deterministic, official_longtail=False, official_first_iteration=False
 ):
     dtype = x.dtype
-    support, weights64 = term_weights(
-        p, np.asarray(sampled, dtype=np.int64), num_deterministic, official_longtail, official_first_iteration
-    )
+    alpha = term_weights(p, sampled, num_deterministic, official_longtail, official_first_iteration)
+    support = np.flatnonzero(alpha)  # the terms with a nonzero weight, ascending
+    weights64 = alpha[support]
     weights = weights64.astype(dtype)
     x_c = np.ascontiguousarray(x)
     z_s = np.ascontiguousarray(z[support])
