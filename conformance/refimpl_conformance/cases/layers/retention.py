@@ -167,45 +167,28 @@ def _bench_chunkwise_sample(rng, rows, cols):
 _TORCH_LABEL = "torch: (Q Kᵀ ⊙ D) V with the decay mask, autograd backward (the parallel form)"
 _DIMS = {"B": (1, 2), "H": (1, 3), "N": (1, 9), "Dk": (1, 4), "Dv": (1, 4)}
 
-register(
-    OpCases(
-        "retention_parallel",
-        dims=_DIMS,
-        random=_random,
-        edges=_retention_edges(False),
-        errors=_retention_errors(False),
-        known=_retention_known(False),
-        notes=NOTES,
-        defaults={"gamma": None},
-        bench=Bench(make=_bench_sample, torch=_retention_torch, torch_label=_TORCH_LABEL),
+for _name, _chunked in (
+    ("retention_parallel", False),
+    ("retention_recurrent", False),
+    ("retention_chunkwise", True),
+):  # the three forms compute one function: the same cases, the chunk length added where taken
+    register(
+        OpCases(
+            _name,
+            dims=_DIMS,
+            random=_random_chunkwise if _chunked else _random,
+            edges=_retention_edges(_chunked),
+            errors=_retention_errors(_chunked),
+            known=_retention_known(_chunked),
+            notes=NOTES,
+            defaults={"gamma": None},
+            bench=Bench(
+                make=_bench_chunkwise_sample if _chunked else _bench_sample,
+                torch=_retention_torch,
+                torch_label=_TORCH_LABEL,
+            ),
+        )
     )
-)
-register(
-    OpCases(
-        "retention_recurrent",
-        dims=_DIMS,
-        random=_random,
-        edges=_retention_edges(False),
-        errors=_retention_errors(False),
-        known=_retention_known(False),
-        notes=NOTES,
-        defaults={"gamma": None},
-        bench=Bench(make=_bench_sample, torch=_retention_torch, torch_label=_TORCH_LABEL),
-    )
-)
-register(
-    OpCases(
-        "retention_chunkwise",
-        dims=_DIMS,
-        random=_random_chunkwise,
-        edges=_retention_edges(True),
-        errors=_retention_errors(True),
-        known=_retention_known(True),
-        notes=NOTES,
-        defaults={"gamma": None},
-        bench=Bench(make=_bench_chunkwise_sample, torch=_retention_torch, torch_label=_TORCH_LABEL),
-    )
-)
 
 
 # -- multiscale_retention -------------------------------------------------------------------

@@ -114,17 +114,27 @@ def _acyclicity_edges(op_name):
     return samples
 
 
-def _exp_torch(torch, args, kwargs, cotangent):
-    """tr(torch.linalg.matrix_exp(W ∘ W)) − d with autograd: the same function."""
-    W = torch.from_numpy(args[0]).requires_grad_()
-    g_h = torch.tensor(float(np.asarray(cotangent)), dtype=W.dtype)
+def _torch_baseline(h):
+    """The PyTorch baseline of an acyclicity function: ``h(torch, W, s, identity)`` (the same
+    function in torch ops), its value and autograd backward for the given cotangent."""
 
-    def step():
-        W.grad = None
-        h = torch.linalg.matrix_exp(W * W).trace() - W.shape[0]
-        h.backward(g_h)
+    def baseline(torch, args, kwargs, cotangent):
+        W = torch.from_numpy(args[0]).requires_grad_()
+        s = kwargs.get("s", 1.0)
+        identity = torch.eye(W.shape[0], dtype=W.dtype)
+        g_h = torch.tensor(float(np.asarray(cotangent)), dtype=W.dtype)
 
-    return step
+        def step():
+            W.grad = None
+            h(torch, W, s, identity).backward(g_h)
+
+        return step
+
+    return baseline
+
+
+# tr(exp(W ∘ W)) − d
+_exp_torch = _torch_baseline(lambda torch, W, s, eye: torch.linalg.matrix_exp(W * W).trace() - W.shape[0])
 
 
 register(
@@ -145,19 +155,12 @@ register(
 )
 
 
-def _poly_torch(torch, args, kwargs, cotangent):
-    """tr((I + W ∘ W/d)^d) − d (torch.linalg.matrix_power) with autograd: the same function."""
-    W = torch.from_numpy(args[0]).requires_grad_()
-    d = W.shape[0]
-    identity = torch.eye(d, dtype=W.dtype)
-    g_h = torch.tensor(float(np.asarray(cotangent)), dtype=W.dtype)
-
-    def step():
-        W.grad = None
-        h = torch.linalg.matrix_power(identity + W * W / d, d).trace() - d
-        h.backward(g_h)
-
-    return step
+# tr((I + W ∘ W/d)^d) − d
+_poly_torch = _torch_baseline(
+    lambda torch, W, s, eye: (
+        torch.linalg.matrix_power(eye + W * W / W.shape[0], W.shape[0]).trace() - W.shape[0]
+    )
+)
 
 
 register(
@@ -232,20 +235,10 @@ def _logdet_errors():
     ]
 
 
-def _logdet_torch(torch, args, kwargs, cotangent):
-    """−slogdet(sI − W ∘ W).logabsdet + d log s with autograd: the same function."""
-    W = torch.from_numpy(args[0]).requires_grad_()
-    s = kwargs.get("s", 1.0)
-    d = W.shape[0]
-    identity = torch.eye(d, dtype=W.dtype)
-    g_h = torch.tensor(float(np.asarray(cotangent)), dtype=W.dtype)
-
-    def step():
-        W.grad = None
-        h = -torch.linalg.slogdet(s * identity - W * W).logabsdet + d * float(np.log(s))
-        h.backward(g_h)
-
-    return step
+# −log det(sI − W ∘ W) + d log s
+_logdet_torch = _torch_baseline(
+    lambda torch, W, s, eye: -torch.linalg.slogdet(s * eye - W * W).logabsdet + W.shape[0] * float(np.log(s))
+)
 
 
 register(
@@ -356,20 +349,12 @@ def _abs_errors():
     ]
 
 
-def _abs_torch(torch, args, kwargs, cotangent):
-    """−slogdet(sI − |W|).logabsdet + d log s with autograd (d|w|/dw = sign w): the same function."""
-    W = torch.from_numpy(args[0]).requires_grad_()
-    s = kwargs.get("s", 1.0)
-    d = W.shape[0]
-    identity = torch.eye(d, dtype=W.dtype)
-    g_h = torch.tensor(float(np.asarray(cotangent)), dtype=W.dtype)
-
-    def step():
-        W.grad = None
-        h = -torch.linalg.slogdet(s * identity - W.abs()).logabsdet + d * float(np.log(s))
-        h.backward(g_h)
-
-    return step
+# −log det(sI − |W|) + d log s (d|w|/dw = sign w)
+_abs_torch = _torch_baseline(
+    lambda torch, W, s, eye: (
+        -torch.linalg.slogdet(s * eye - W.abs()).logabsdet + W.shape[0] * float(np.log(s))
+    )
+)
 
 
 register(
