@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,14 @@ class _Out:
         print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths, strict=True)))
         for row in rows:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def _cpu_count() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _installed_backends(out: _Out) -> list[refimpl.Backend]:
@@ -292,9 +301,13 @@ def cmd_check(args: argparse.Namespace, out: _Out) -> int:
 
         with Progress(console=out.console, transient=True) as progress:
             task = progress.add_task("conformance", total=total)
-            report = run(the_plan, progress=lambda label: progress.update(task, advance=1, description=label))
+            report = run(
+                the_plan,
+                progress=lambda label: progress.update(task, advance=1, description=label),
+                jobs=args.jobs,
+            )
     else:
-        report = run(the_plan)
+        report = run(the_plan, jobs=args.jobs)
     return _print_report(args, out, report)
 
 
@@ -418,46 +431,38 @@ def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
         out.print(f"no benchmark for {', '.join(unknown)}; benchmarks exist for {', '.join(bench_ops())}")
         return 2
     shape = tuple(int(n) for n in args.shape.lower().split("x"))
-    report = bench(ops, args.backend, shape, args.dtype, args.repeat, torch_baseline=not args.no_torch)
-    out.print(
-        f"copy bandwidth: {report.copy_gbps:.1f} GB/s ({report.copy_method}); {report.threads} CPU threads"
+    report = bench(
+        ops,
+        args.backend,
+        shape,
+        args.dtype,
+        args.repeat,
+        torch_baseline=not args.no_torch,
+        min_time=args.min_time,
     )
-    if report.device_copy_gbps:
-        out.print(
-            f"GPU: {report.device}, copy bandwidth {report.device_copy_gbps:.0f} GB/s (GPU rows use it)"
-        )
-    rows = []
-    for r in report.results:
-        rows.append(
-            [
-                r.op,
-                r.backend,
-                "x".join(map(str, r.shape)),
-                r.dtype,
-                f"{r.median_ms:.2f}",
-                f"{r.first_call_ms:.1f}",
-                f"{r.vs_numpy:.2f}x" if r.vs_numpy else "-",
-                f"{r.vs_torch:.2f}x" if r.vs_torch else "-",
-                f"{r.gbps:.1f}",
-                f"{100 * r.fraction_of_copy:.0f}%",
-            ]
-        )
-    out.table(
-        "forward+backward (median); ratios are speed-ups (higher is faster)",
-        [
-            "op",
-            "backend",
-            "shape",
-            "dtype",
-            "ms",
-            "first call ms",
-            "vs numpy",
-            "vs torch",
-            "GB/s",
-            "of copy bw",
-        ],
-        rows,
+    header = _bench_header(report)
+    for line in header:
+        out.print(line)
+    columns = [
+        "op",
+        "backend",
+        "ms",
+        "±",
+        "first call ms",
+        "vs numpy",
+        "vs torch",
+        "GB/s",
+        "of copy bw",
+        "roofline ms",
+        "of roofline",
+    ]
+    rows = [_bench_row(r) for r in report.results]
+    title = (
+        f"forward+backward, {args.shape} {args.dtype}: median of ≥ {args.repeat} runs "
+        f"and ≥ {args.min_time} s; "
+        "± is half the interquartile range; ratios are speed-ups (higher is faster)"
     )
+    out.table(title, columns, rows)
     for note in report.notes:
         out.print(f"note: {note}")
     if args.json:
@@ -467,13 +472,52 @@ def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
                     "copy_gbps": report.copy_gbps,
                     "copy_method": report.copy_method,
                     "threads": report.threads,
+                    "exp_ns": report.exp_ns,
+                    "dtype": report.dtype,
+                    "repeat": report.repeat,
+                    "min_time": report.min_time,
+                    "device": report.device,
+                    "device_copy_gbps": report.device_copy_gbps,
                     "results": [r.to_dict() for r in report.results],
                     "notes": report.notes,
                 },
                 indent=1,
             )
         )
+    if args.markdown:
+        lines = [*(f"{line}  " for line in header), "", "| " + " | ".join(columns) + " |"]
+        lines.append("|" + "---|" * len(columns))
+        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+        Path(args.markdown).write_text("\n".join(lines) + "\n")
     return 0
+
+
+def _bench_header(report) -> list[str]:
+    lines = [
+        f"copy bandwidth {report.copy_gbps:.1f} GB/s ({report.copy_method}); {report.threads} threads; "
+        f"NumPy {report.dtype} exp {report.exp_ns:.2f} ns/element on one thread"
+    ]
+    if report.device_copy_gbps:
+        lines.append(
+            f"GPU: {report.device}, copy bandwidth {report.device_copy_gbps:.0f} GB/s (GPU rows use it)"
+        )
+    return lines
+
+
+def _bench_row(r) -> list[str]:
+    return [
+        r.op,
+        r.backend,
+        f"{r.median_ms:.2f}",
+        f"{100 * r.spread:.0f}%",
+        f"{r.first_call_ms:.1f}",
+        f"{r.vs_numpy:.2f}x" if r.vs_numpy else "-",
+        f"{r.vs_torch:.2f}x" if r.vs_torch else "-",
+        f"{r.gbps:.1f}",
+        f"{100 * r.fraction_of_copy:.0f}%",
+        f"{r.roofline_ms:.2f}",
+        f"{100 * r.of_roofline:.0f}%",
+    ]
 
 
 # -- entry point --------------------------------------------------------------------------
@@ -522,6 +566,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--json", help="write the full report to this JSON file")
     check.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=_cpu_count(),
+        help="check the ops in this many processes, which compile kernels side by side "
+        "(default: this machine's CPUs, %(default)s)",
+    )
+    check.add_argument(
         "--quiet", action="store_true", help="no progress bar; the code not run here counted in one line"
     )
     check.add_argument(
@@ -567,14 +619,28 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--seeds", type=int, default=5, help="random samples per op (default 5)")
     export.set_defaults(run=cmd_export)
 
-    bench = sub.add_parser("bench", help="forward+backward timings against the reference and PyTorch")
+    bench = sub.add_parser(
+        "bench",
+        help="forward+backward timings against the reference, PyTorch and this machine's limits",
+    )
     bench.add_argument("--backend", action="append", help="backend(s) to time (default: all installed)")
     bench.add_argument("--op", action="append", help="op(s) to time (default: all with benchmarks)")
-    bench.add_argument("--shape", default="8192x1024", help="input shape, e.g. 8192x1024")
-    bench.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    bench.add_argument("--repeat", type=int, default=10)
-    bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline")
+    bench.add_argument("--shape", default="8192x1024", help="input shape ROWSxCOLS (default: %(default)s)")
+    bench.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float64"],
+        help="float dtype (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--repeat", type=int, default=10, help="timed runs at least, after warm-up (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--min-time", type=float, default=0.5, help="seconds of timed runs at least (default: %(default)s)"
+    )
+    bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline (default: run it)")
     bench.add_argument("--json", help="write the results to this JSON file")
+    bench.add_argument("--markdown", help="write the table to this Markdown file")
     bench.set_defaults(run=cmd_bench)
     return parser
 

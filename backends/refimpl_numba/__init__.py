@@ -1,7 +1,10 @@
 """refimpl_numba: JIT-compiled CPU implementations of refimpl ops (Numba).
 
-Kernels are compiled on first use and cached on disk (``cache=True``); ``parallel=True``
-kernels split rows across threads (``NUMBA_NUM_THREADS``). The layout mirrors the
+Kernels are compiled on first use and cached on disk (``cache=True``). Row-parallel kernels
+are declared with ``@parallel_kernel`` (``_jit.py``): their ``prange`` loops split rows across
+threads (``NUMBA_NUM_THREADS``) in a ``parallel=True`` build compiled only when an input is
+large, and run in a one-thread build, three times cheaper to compile, on small inputs such
+as the conformance samples (``REFIMPL_NUMBA_PARALLEL=auto|always|never``). The layout mirrors the
 reference: ``refimpl_numba/losses/stablemax.py`` sits beside ``refimpl/losses/stablemax.py``.
 """
 

@@ -111,8 +111,16 @@ class Bench:
     cols) -> Sample`` replaces the sampler where it cannot scale. Every option is timed at its
     default unless ``kwargs`` names it. ``torch(torch, args, kwargs, cotangent) -> step`` is
     the PyTorch baseline, given only where PyTorch computes the same function (``torch_label``
-    says how). ``bytes_moved(args, kwargs) -> int`` overrides the default traffic count (float
-    inputs and cotangents read once, outputs and gradients written once).
+    says how): ``step()`` runs its forward and backward and returns the forward's output(s)
+    as tensors, which the tests compare with the reference's. ``bytes_moved(args, kwargs) ->
+    int`` overrides the default traffic count (float inputs and cotangents read once, outputs
+    and gradients written once).
+
+    The roofline ``refimpl bench`` sets each time against: ``bytes_moved`` at the copy
+    bandwidth, plus ``transcendentals(args, kwargs) -> int`` (the exp/log/tanh-class
+    evaluations one forward+backward needs, each value computed once) at NumPy's one-thread
+    ``exp`` rate split over the threads, plus, for an op built on matrix products,
+    ``blas(args, kwargs) -> step``: the same products through NumPy's BLAS, timed in the run.
     """
 
     sizes: Mapping[str, int | str] = field(default_factory=dict)
@@ -121,6 +129,8 @@ class Bench:
     torch: Callable[..., Callable[[], None]] | None = None
     torch_label: str = ""
     bytes_moved: Callable[[tuple[Any, ...], dict[str, Any]], int] | None = None
+    transcendentals: Callable[[tuple[Any, ...], dict[str, Any]], int] | None = None
+    blas: Callable[[tuple[Any, ...], dict[str, Any]], Callable[[], Any]] | None = None
 
 
 @dataclass

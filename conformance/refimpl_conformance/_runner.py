@@ -112,6 +112,7 @@ class Plan:
     edges: bool = True
     dims: dict[str, int] | None = None
     not_run: list[dict[str, Any]] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict)  # plan()'s arguments: a worker replans
 
     def samples(self, cases: OpCases) -> list[Sample]:
         if self.sample_name is not None:
@@ -186,13 +187,37 @@ def plan(
                     not_run.append(
                         {"backend": backend.name, "code": code, "ops": [u for u in users if u in op_names]}
                     )
+    request = {
+        "backends": None if backends is None else list(backends),
+        "dtypes": list(dtypes),
+        "seeds": list(seeds),
+        "sample_name": sample_name,
+        "edges": edges,
+        "dims": dims,
+    }
     return Plan(
-        targets, chosen, list(dtypes), list(seeds), sample_name, notes, self_checks, edges, dims, not_run
+        targets,
+        chosen,
+        list(dtypes),
+        list(seeds),
+        sample_name,
+        notes,
+        self_checks,
+        edges,
+        dims,
+        not_run,
+        request,
     )
 
 
-def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report:
-    """Execute a plan; ``progress(label)`` is called after each unit of work."""
+def run(the_plan: Plan, progress: Callable[[str], None] | None = None, jobs: int = 1) -> Report:
+    """Execute a plan; ``progress(label)`` is called after each unit of work.
+
+    ``jobs > 1`` checks the ops in that many worker processes (one op per task, results in
+    the plan's order): on a fresh install most of a check is compiling kernels, and the
+    processes compile side by side. Each worker plans again from ``the_plan.request`` in a
+    fresh interpreter, so settings changed at run time in this process do not reach it.
+    """
     report = Report(notes=list(the_plan.notes), not_run=list(the_plan.not_run))
     tick = progress or (lambda label: None)
     for backend_name, label, check in the_plan.self_checks:
@@ -203,26 +228,70 @@ def run(the_plan: Plan, progress: Callable[[str], None] | None = None) -> Report
             detail = "".join(traceback.format_exception_only(type(error), error)).strip()
             report.results.append(Result("-", backend_name, "-", label, "self-check", "fail", detail=detail))
         tick(f"{backend_name} {label}")
-    for cases in the_plan.ops:
-        op = refimpl.get(cases.op)
-        samples = the_plan.samples(cases)
-        if the_plan.sample_name is None:  # what pins the reference itself: defaults, known values
-            report.results.extend(check_defaults(op))
-            tick(f"numpy {op.name} defaults")
-        for sample in samples:
-            if "float64" in the_plan.dtypes:
-                report.results.extend(check_finite_differences(op, sample))
-            tick(f"numpy {op.name} finite differences")
-        for name, backend in the_plan.targets:
-            if not backend.supports(op):
-                continue
-            if the_plan.sample_name is None:
-                report.results.extend(check_errors(op, backend, cases.all_errors()))
-                report.results.extend(check_examples(op, backend))
-                report.results.extend(check_known(op, cases, backend))
-                tick(f"{name} {op.name} known values")
-            for sample in samples:
-                for dtype in the_plan.dtypes:
-                    report.results.extend(check_sample(op, cases, backend, sample, dtype))
-                    tick(f"{name} {op.name} {dtype}")
+    jobs = max(1, min(jobs, len(the_plan.ops)))
+    if jobs == 1:
+        for cases in the_plan.ops:
+            report.results.extend(_run_op(the_plan, cases, tick))
+        return report
+    report.results.extend(_run_in_workers(the_plan, jobs, tick))
     return report
+
+
+def _units(the_plan: Plan, cases: OpCases) -> int:
+    """How many progress ticks checking ``cases`` makes (as :meth:`Plan.size` counts them)."""
+    samples = len(the_plan.samples(cases))
+    pinned = 0 if the_plan.sample_name is not None else 1 + len(the_plan.targets)
+    return samples * (1 + len(the_plan.targets) * len(the_plan.dtypes)) + pinned
+
+
+def _run_op(the_plan: Plan, cases: OpCases, tick: Callable[[str], None]) -> list[Result]:
+    """Every check of one op: the reference's own (defaults, finite differences), then each target."""
+    results: list[Result] = []
+    op = refimpl.get(cases.op)
+    samples = the_plan.samples(cases)
+    if the_plan.sample_name is None:  # what pins the reference itself: defaults, known values
+        results.extend(check_defaults(op))
+        tick(f"numpy {op.name} defaults")
+    for sample in samples:
+        if "float64" in the_plan.dtypes:
+            results.extend(check_finite_differences(op, sample))
+        tick(f"numpy {op.name} finite differences")
+    for name, backend in the_plan.targets:
+        if not backend.supports(op):
+            continue
+        if the_plan.sample_name is None:
+            results.extend(check_errors(op, backend, cases.all_errors()))
+            results.extend(check_examples(op, backend))
+            results.extend(check_known(op, cases, backend))
+            tick(f"{name} {op.name} known values")
+        for sample in samples:
+            for dtype in the_plan.dtypes:
+                results.extend(check_sample(op, cases, backend, sample, dtype))
+                tick(f"{name} {op.name} {dtype}")
+    return results
+
+
+def _check_in_worker(request: dict[str, Any], op_name: str) -> list[Result]:
+    """One op's checks in a worker process (module level: the pool pickles it by name)."""
+    the_plan = plan(**request, ops=[op_name])
+    return _run_op(the_plan, the_plan.ops[0], lambda label: None)
+
+
+def _run_in_workers(the_plan: Plan, jobs: int, tick: Callable[[str], None]) -> list[Result]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done: dict[str, list[Result]] = {}
+    # spawn, not fork: a forked child would inherit the parent's Numba and BLAS thread pools
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_check_in_worker, the_plan.request, c.op): c for c in the_plan.ops}
+        for future in as_completed(futures):
+            cases = futures[future]
+            try:
+                done[cases.op] = future.result()
+            except Exception as error:  # a worker that died (a crash in compiled code) or raised
+                detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+                done[cases.op] = [Result(cases.op, "-", "-", "-", "worker", "fail", detail=detail)]
+            for _ in range(_units(the_plan, cases)):
+                tick(f"{cases.op}")
+    return [result for cases in the_plan.ops for result in done[cases.op]]

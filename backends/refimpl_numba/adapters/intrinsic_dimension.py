@@ -31,6 +31,8 @@ from numba import njit, prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
+
 BLOCK = 2048  # float64 entries per in-cache block of the first phase
 WIDTH = 8  # adjacent columns per tile of the strided stages (one 64-byte line of float64)
 
@@ -65,7 +67,7 @@ def _radix2_in_block(segment, half):
             segment[i + half] = a - b
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _blocked_stages(source, work, block):
     """``work[r, block b] = the stages h < block of source[r, block b]``, in float64.
 
@@ -106,7 +108,7 @@ def _blocked_stages(source, work, block):
                 half *= 2
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _strided_stages(work, block, width):
     """The stages h >= block: with the row seen as a (L/block, block) matrix, they are the
     transform of length L/block down each column. Each task copies ``width`` adjacent columns
@@ -156,7 +158,7 @@ def _strided_stages(work, block, width):
                 work[r, j * block + first + c] = tile[j, c]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _round_into(work, out):
     """``out = work`` rounded to out's dtype (one parallel pass)."""
     rows, length = work.shape
@@ -194,14 +196,14 @@ def fwht_backward(residuals, g_y):
 
 
 # -- fastfood_projection -------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _gather_scale(v, Pi, G, out):  # noqa: N803
     """``out[0, i] = v[0, Π_i]·G_i`` (the gather of the forward)."""
     for i in prange(Pi.shape[0]):
         out[0, i] = v[0, Pi[i]] * G[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _scale_scatter(v, Pi, G, out):  # noqa: N803
     """``out[0, Π_i] = v[0, i]·G_i`` (Πᵀ G: the scatter of the adjoint; Π is a permutation)."""
     for i in prange(Pi.shape[0]):

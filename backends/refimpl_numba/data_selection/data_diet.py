@@ -22,6 +22,8 @@ from numba import njit, prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
+
 
 @njit(cache=True, inline="always")
 def _row_statistics(z_row, label):
@@ -67,7 +69,7 @@ def _error_norm(s, others, largest, ssq, order):
     return (largest / s) * math.sqrt(ratio * ratio + ssq)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _el2n_rows(z, y, order, scores, maxima, sums, others_sum, norms, squares):
     runs, n = z.shape[0], z.shape[1]
     for i in prange(n):
@@ -84,7 +86,7 @@ def _el2n_rows(z, y, order, scores, maxima, sums, others_sum, norms, squares):
         scores[i] = total / runs
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _el2n_backward_rows(z, y, order, maxima, sums, others_sum, norms, squares, weight, g_z):
     runs, n, classes = z.shape
     for i in prange(n):
@@ -152,7 +154,7 @@ def _feature_norm(h_row):
     return scale * math.sqrt(ssq)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _grand_rows(z, y, h, bias, scores):
     runs, n = z.shape[0], z.shape[1]
     for i in prange(n):
@@ -178,7 +180,7 @@ def grand_score_last_layer_forward(z, y, h, *, bias=True):
     return scores.astype(z.dtype), None
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _margin_rows(z, y, use_max, scores):
     runs, n, classes = z.shape
     for i in prange(n):

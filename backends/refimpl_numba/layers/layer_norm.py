@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
 from .._buffers import output
+from .._jit import parallel_kernel
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
     n, d = x.shape
     for i in prange(n):
@@ -43,7 +44,7 @@ def _forward_rows(x, gamma, beta, eps, y, mean, rstd):
         rstd[i] = r
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _backward_rows(x, mean, rstd, gamma, g_y, g_x, partial_gamma, partial_beta):
     n, d = x.shape
     chunks = partial_gamma.shape[0]

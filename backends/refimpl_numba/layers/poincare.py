@@ -27,6 +27,8 @@ from numba import njit, prange
 from refimpl.authoring import Impl
 from refimpl.layers.poincare import SERIES_BELOW
 
+from .._jit import parallel_kernel
+
 
 def _below_one(dtype) -> float:
     """The largest number below 1 in ``dtype``, as a Python float."""
@@ -60,7 +62,7 @@ def _logmap0_factors(u2):
     return f, (1.0 / (1.0 - u2) - f) / u2
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _mobius_add_rows(x, y, c, below_one, o, beta_x_rows, beta_y_rows, q_rows):
     n, d = x.shape
     for i in prange(n):
@@ -86,7 +88,7 @@ def _mobius_add_rows(x, y, c, below_one, o, beta_x_rows, beta_y_rows, q_rows):
         q_rows[i] = q
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _mobius_add_backward_rows(x, y, beta_x_rows, beta_y_rows, q_rows, c, g_o, g_x, g_y):
     n, d = x.shape
     two_c = 2.0 * c
@@ -121,7 +123,7 @@ def _mobius_add_backward_rows(x, y, beta_x_rows, beta_y_rows, q_rows, c, g_o, g_
             g_y[i, j] = beta_x * g + two_c * s_x * sigma + two_c * d_bar * (sigma - beta_x * yj)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _expmap0_rows(v, c, o, f_rows, h_rows):
     n, d = v.shape
     for i in prange(n):
@@ -136,7 +138,7 @@ def _expmap0_rows(v, c, o, f_rows, h_rows):
         h_rows[i] = h
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _logmap0_rows(y, c, below_one, v, f_rows, h_rows):
     n, d = y.shape
     for i in prange(n):
@@ -151,7 +153,7 @@ def _logmap0_rows(y, c, below_one, v, f_rows, h_rows):
         h_rows[i] = h
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _scaled_map_backward_rows(a, f_rows, h_rows, c, g_o, g_a):
     """``ā = f ō + c h ⟨ō, a⟩ a``: the VJP of ``o = f(√c‖a‖) a`` (both maps at the origin)."""
     n, d = a.shape

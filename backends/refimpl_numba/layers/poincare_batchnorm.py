@@ -12,7 +12,7 @@ input-dtype arrays between the steps as the reference does.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 from refimpl.layers.poincare_batchnorm import (
@@ -21,6 +21,7 @@ from refimpl.layers.poincare_batchnorm import (
     chain_batch_norm_forward,
 )
 
+from .._jit import parallel_kernel
 from .poincare import _below_one, poincare_expmap0_forward, scaled_map_backward
 from .poincare_geometry import (
     poincare_distance_backward,
@@ -34,7 +35,7 @@ from .poincare_geometry import (
 )
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _weight_rows(points, c, below_one, w):
     """``w_i = λ_i/2 = 1/(1 − c‖x_i‖²)`` per row."""
     for i in prange(points.shape[0]):
@@ -45,7 +46,7 @@ def _weight_rows(points, c, below_one, w):
         w[i] = 1.0 / (1.0 - min(c * x2, below_one))  # the cap: see refimpl_numba's poincare.py
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _spread_rows(points, mean, e2):
     """``‖e_i‖² = ‖x_i − x̄‖²`` per row."""
     for i in prange(points.shape[0]):
@@ -56,7 +57,7 @@ def _spread_rows(points, mean, e2):
         e2[i] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _midpoint_backward_rows(points, w, e2, mean, m, g_m, denominator, g_spread, g_w_shift, c, g_points):
     """``x̄_i = 2w_i m̄/D + 2V̄ w_i e_i + 2c w_i² w̄_i x_i``, ``w̄_i = 2⟨x_i − m, m̄⟩/D + V̄‖e_i‖² + 4cV Q̄``."""
     for i in prange(points.shape[0]):

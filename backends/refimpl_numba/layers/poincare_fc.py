@@ -46,6 +46,7 @@ from refimpl.authoring import Impl
 from refimpl.layers.poincare import expmap0_factors, logmap0_factors
 from refimpl.layers.poincare_fc import beta_concat_ratio
 
+from .._jit import parallel_kernel
 from .poincare import (
     _below_one,
     _expmap0_rows,
@@ -90,7 +91,7 @@ def _expm1_negative(v):
     return math.exp(v) - 1.0  # e^v < 0.5: the subtraction loses nothing
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _fc_forward_rows(
     x, p, zeta, cosh_r, sinh_r, c, below_one, fast, y, cosh_scaled, asinh, inverse_hypot, rows
 ):
@@ -144,7 +145,7 @@ def _fc_forward_rows(
         rows[i, 3] = big_q
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _fc_backward_rows(
     g_y,
     p,
@@ -202,7 +203,7 @@ def _fc_backward_rows(
             g_lam_rows[i] = g_lam * c * lam * lam
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _add_row_multiple(g_x, coefficient, x):
     """``g_x[i] += coefficient[i] · x[i]`` per row (in place)."""
     for i in prange(x.shape[0]):
@@ -325,7 +326,7 @@ def poincare_conv2d_backward(residuals, g_y):
 
 
 # -- tangent ReLU and the residual connection -------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _squared_norm_rows(x, out):
     for i in prange(x.shape[0]):
         total = 0.0
@@ -335,7 +336,7 @@ def _squared_norm_rows(x, out):
         out[i] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _relu_squared_norm_rows(x, f_log, out):
     """``‖max(f_log x, 0)‖²`` per row."""
     for i in prange(x.shape[0]):
@@ -346,14 +347,14 @@ def _relu_squared_norm_rows(x, f_log, out):
         out[i] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _relu_out_rows(x, f_log, f_exp, o):
     for i in prange(x.shape[0]):
         for j in range(x.shape[1]):
             o[i, j] = f_exp[i] * max(f_log[i] * np.float64(x[i, j]), 0.0)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _relu_backward_rows(x, factors, c, g_o, g_x):
     n_rows, n = x.shape
     for i in prange(n_rows):

@@ -20,6 +20,7 @@ from numba import njit, prange
 from refimpl.authoring import Impl
 from refimpl.layers.poincare import PROJECT_EPS, SERIES_BELOW
 
+from .._jit import parallel_kernel
 from .poincare import (
     _below_one,
     _expmap0_factors,
@@ -43,7 +44,7 @@ def _artanh_factors(u2, one_minus_u2):
 
 
 # -- Möbius scalar multiplication ------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _scalar_mul_rows(r, x, c, below_one, o, factors):
     n_rows, n = x.shape
     for i in prange(n_rows):
@@ -67,7 +68,7 @@ def _scalar_mul_rows(r, x, c, below_one, o, factors):
         factors[i, 3] = h_exp
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _scalar_mul_backward_rows(r, x, factors, c, g_o, g_r, g_x):
     n_rows, n = x.shape
     for i in prange(n_rows):
@@ -140,7 +141,7 @@ def mobius_matvec_backward(residuals, g_o):
 
 
 # -- exp and log maps at any point -----------------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _expmap_rows(x, v, c, below_one, o, factors):
     """``o = x ⊕ e``, ``e = exp_0(v/β_x)``; factors: β_x, T, h_T, β_e, q, D per row."""
     n_rows, n = x.shape
@@ -180,7 +181,7 @@ def _expmap_rows(x, v, c, below_one, o, factors):
         factors[i, 5] = denominator
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _expmap_backward_rows(x, v, factors, c, g_o, g_x, g_v, scratch):
     n_rows, n = x.shape
     two_c = 2.0 * c
@@ -251,7 +252,7 @@ def poincare_expmap_backward(residuals, g_o):
     return g_x.astype(x_rows.dtype, copy=False).reshape(shape), g_v.reshape(shape)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _logmap_rows(x, y, c, below_one, o, w, factors):
     """``o = β_x F(u) w``, ``w = −x ⊕ y`` (float64, kept); factors: β_x, β_y, q, D, F, h_F."""
     n_rows, n = x.shape
@@ -284,7 +285,7 @@ def _logmap_rows(x, y, c, below_one, o, w, factors):
         factors[i, 5] = h
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _logmap_backward_rows(x, y, w, factors, c, g_o, g_x, g_y, scratch):
     n_rows, n = x.shape
     two_c = 2.0 * c
@@ -348,7 +349,7 @@ def poincare_logmap_backward(residuals, g_o):
 
 
 # -- distance --------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _distance_rows(x, y, c, below_one, d, factors):
     n_rows, n = x.shape
     for i in prange(n_rows):
@@ -372,7 +373,7 @@ def _distance_rows(x, y, c, below_one, d, factors):
         factors[i, 2] = q
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _distance_backward_rows(x, y, factors, c, g_d, g_x, g_y):
     n_rows, n = x.shape
     for i in prange(n_rows):
@@ -464,7 +465,7 @@ def _gyration_backward_row(a, b, sign_b, v, g_o, g_scale, c, g_a, g_b, g_v):
         g_v[j] = gj + g_av * aj + g_bv * bj
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _gyration_rows(a, b, v, c, o):
     for i in prange(a.shape[0]):
         _, _, _, _, _, big_a, big_b, denominator = _gyration_scalars(a[i], b[i], 1.0, v[i], c)
@@ -475,7 +476,7 @@ def _gyration_rows(a, b, v, c, o):
             )
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _gyration_backward_rows(a, b, v, c, g_o, g_a, g_b, g_v):
     for i in prange(a.shape[0]):
         _gyration_backward_row(a[i], b[i], 1.0, v[i], g_o[i], 1.0, c, g_a[i], g_b[i], g_v[i])
@@ -496,7 +497,7 @@ def poincare_gyration_backward(residuals, g_o):
     return g_a.reshape(shape), g_b.reshape(shape), g_v.reshape(shape)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _transport_rows(x, y, v, c, below_one, o, factors):
     """``o = (β_y/β_x) gyr[y, −x] v``; factors: β_x, β_y per row."""
     for i in prange(x.shape[0]):
@@ -521,7 +522,7 @@ def _transport_rows(x, y, v, c, below_one, o, factors):
         factors[i, 1] = beta_y
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _transport_backward_rows(x, y, v, factors, c, g_o, g_x, g_y, g_v):
     for i in prange(x.shape[0]):
         beta_x = factors[i, 0]
@@ -563,7 +564,7 @@ def poincare_parallel_transport_backward(residuals, g_o):
 
 
 # -- projection --------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _project_rows(x, max_norm, o):
     for i in prange(x.shape[0]):
         x2 = 0.0

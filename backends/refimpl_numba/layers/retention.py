@@ -46,6 +46,8 @@ from numba import njit, prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
+
 
 def _log_decay(gamma, num_heads):
     if gamma is None:
@@ -93,7 +95,7 @@ def retention_parallel_backward(residuals, g_O):
 
 
 # -- recurrent ----------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _recurrent_forward(Q, K, V, decay, O):
     batch, heads, length, d_k = Q.shape
     d_v = V.shape[-1]
@@ -116,7 +118,7 @@ def _recurrent_forward(Q, K, V, decay, O):
             O[b, h, n, :] = row
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _recurrent_backward(Q, K, V, decay, g_O, g_Q, g_K, g_V):
     batch, heads, length, d_k = Q.shape
     d_v = V.shape[-1]
@@ -273,7 +275,7 @@ def _score_cotangent(g_A, A, g_s, powers, row_scale):
                 g_A[b, h, n, m] = 0
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _group_norm_gate(O, U, eps, Z, mean, rstd):
     """Per (b, n, head): GroupNorm of O[b, h, n, :] (float64 statistics, two-pass), times the
     swish gate of U[b, n, h·d_v + j], into Z[b, n, h·d_v + j]."""
@@ -298,7 +300,7 @@ def _group_norm_gate(O, U, eps, Z, mean, rstd):
                 Z[b, n, h * width + j] = gate * ((O[b, h, n, j] - mu) * r)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _group_norm_gate_backward(O, U, mean, rstd, g_Z, g_O, g_U):
     """``Ū = Z̄ ⊙ Ô ⊙ swish'(U)`` and ``Ō = rstd·(Ô̄ − mean Ô̄ − Ô mean(Ô̄ Ô))``, ``Ô̄ = Z̄ ⊙ swish(U)``."""
     batch, heads, length, width = O.shape

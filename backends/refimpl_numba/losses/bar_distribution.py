@@ -12,17 +12,18 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl, reduce_rows, row_weights
 from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP, bucket_means
 
+from .._jit import parallel_kernel
 from .._vmath import exp, row_log_sum_exp
 
 _HALF_LOG_2_OVER_PI = 0.5 * math.log(2 / math.pi)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
     buckets = z.shape[1]
     b_second = float(borders[1])
@@ -59,7 +60,7 @@ def _nll_rows(z, borders, y, tails, loss, lse, bucket, d_y):
         d_y[i] = slope
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _nll_backward_rows(z, lse, bucket, weight, g_z):
     for i in prange(z.shape[0]):
         w, m, log_total = weight[i], lse[0, i], lse[1, i]
@@ -111,7 +112,7 @@ def full_support_bar_distribution_nll_backward(residuals, g_loss):
     return _nll_backward(residuals, g_loss, True)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _mean_rows(z, means, lse, mean):
     for i in prange(z.shape[0]):
         m, log_total = row_log_sum_exp(z, i)
@@ -123,7 +124,7 @@ def _mean_rows(z, means, lse, mean):
         mean[i] = total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _mean_backward_rows(z, means, lse, mean, g_mean, g_z):
     for i in prange(z.shape[0]):
         m, log_total = lse[0, i], lse[1, i]

@@ -13,14 +13,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
+from .._jit import parallel_kernel
 from .._vmath import exp, row_log_sum_exp
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _comp_sum_rows(z, y, tau, per_row, row_max, log_normalizer, p_y_power):
     s = tau - 1.0
     for i in prange(z.shape[0]):
@@ -32,7 +33,7 @@ def _comp_sum_rows(z, y, tau, per_row, row_max, log_normalizer, p_y_power):
         p_y_power[i] = math.exp(s * log_p_y)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _comp_sum_backward_rows(z, y, row_max, log_normalizer, factor, g_z):
     for i in prange(z.shape[0]):
         f = factor[i]

@@ -10,12 +10,14 @@ the input dtype, as the reference's), and the backward pass forms
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+
+@parallel_kernel(fastmath={"reassoc"})
 def _dcdm_rows(b, q, a_q, alpha, curvature, r, loss_rows):
     for i in prange(q.shape[0]):
         kappa = 0.0
@@ -34,7 +36,7 @@ def _dcdm_rows(b, q, a_q, alpha, curvature, r, loss_rows):
         loss_rows[i] = total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _dcdm_backward_rows(b, a_q, a_r, r, alpha, curvature, scale, g_q):
     for i in prange(b.shape[0]):
         q_a_r = 0.0

@@ -20,6 +20,7 @@ from numba import njit, prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 from .._vmath import exp, row_log_sum_exp
 
 KL, CROSS_ENTROPY = 0, 1
@@ -32,7 +33,7 @@ def _row_lse(z, i, inverse_t):
     return largest + log_total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _rows(z_s, z_t, inverse_t, form, per_row, cross):
     for i in prange(z_s.shape[0]):
         lse_s = _row_lse(z_s, i, inverse_t)
@@ -49,7 +50,7 @@ def _rows(z_s, z_t, inverse_t, form, per_row, cross):
         cross[i] = p_log_q if form == CROSS_ENTROPY else kl
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _rows_backward(z_s, z_t, inverse_t, form, cross, w, g_s, g_t):
     for i in prange(z_s.shape[0]):
         lse_s = _row_lse(z_s, i, inverse_t)

@@ -10,14 +10,16 @@ the input dtype), whose squares accumulate in float64. The backward is ``ḡ·di
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
+
+from .._jit import parallel_kernel
 
 NORMALIZATION_EPS = 1e-6
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _vsd_rows(x, fake, teacher, h, difference, squares):
     features = x.shape[1]
     for i in prange(x.shape[0]):
@@ -34,7 +36,7 @@ def _vsd_rows(x, fake, teacher, h, difference, squares):
         squares[i] = total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _scale_rows(difference, scale, g_x):
     for i in prange(difference.shape[0]):
         for d in range(difference.shape[1]):

@@ -20,12 +20,13 @@ from numba import njit, prange
 
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
+from .._jit import parallel_kernel
 from .._vmath import exp, expm1
 
 _MODES = {"none": 0, "softplus_mean": 1, "l1": 2}
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _softplus_rows(z, u):
     """u = softplus(z) = max(z, 0) + log1p(exp(−|z|)), in float64 (the "softplus_mean" mode)."""
     for i in prange(z.shape[0]):
@@ -55,7 +56,7 @@ def _shifted(c, u, i, k, label, top, inverse_s, z_tilde_y, inverse_lam, m):
     return ((u[i, k] - u[i, top]) * inverse_s) * inverse_lam
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _ldr_rows(u, y, c, lam, normalized, row_max, top, normalizer, scale, per_row):
     num_classes = u.shape[1]
     for i in prange(u.shape[0]):
@@ -86,7 +87,7 @@ def _ldr_rows(u, y, c, lam, normalized, row_max, top, normalizer, scale, per_row
         scale[i] = s
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _ldr_backward_rows(u, y, c, lam, normalized, row_max, top, normalizer, scale, weight, z, softplus, g_z):
     """ū_k = w (q_k − δ_ky) with q = softmax(a) rebuilt from the row's max and normalizer,
     then through the normalization and, for "softplus_mean", du/dz = σ(z)."""

@@ -10,14 +10,15 @@ the vectorizable ones of ``_vmath``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 from .._vmath import exp, expm1, row_log_sum_exp
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _likelihood_rows(f, x, log_likelihood, lse, clicks):
     for i in prange(f.shape[0]):
         m, log_total = row_log_sum_exp(f, i)
@@ -31,7 +32,7 @@ def _likelihood_rows(f, x, log_likelihood, lse, clicks):
         clicks[i] = count
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _likelihood_backward_rows(f, x, lse, clicks, weight, g_f):
     # g_f = w·(x − softmax(f)·Σx): the log-softmax VJP with cotangent w·x
     for i in prange(f.shape[0]):
@@ -64,7 +65,7 @@ def multinomial_log_likelihood_backward(residuals, g_log_likelihood):
     return (g_f.reshape(shape),)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _kl_rows(mu, logvar, kl):
     for i in prange(mu.shape[0]):
         total = 0.0
@@ -75,7 +76,7 @@ def _kl_rows(mu, logvar, kl):
         kl[i] = total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _kl_backward(mu, logvar, scale, g_mu, g_logvar):
     for i in prange(mu.shape[0]):
         for j in range(mu.shape[1]):

@@ -9,14 +9,15 @@ vectorizable one of ``_vmath``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
+from .._jit import parallel_kernel
 from .._vmath import exp, row_log_sum_exp
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _pskd_rows(z, t, per_row, shift, target_mass):
     for i in prange(z.shape[0]):
         m, log_total = row_log_sum_exp(z, i)
@@ -29,7 +30,7 @@ def _pskd_rows(z, t, per_row, shift, target_mass):
         target_mass[i] = mass
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _pskd_backward_rows(z, t, shift, target_mass, weight, g_z):
     for i in prange(z.shape[0]):
         w, row_shift, mass = weight[i], shift[i], target_mass[i]

@@ -13,6 +13,8 @@ from numba import njit, prange
 
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
+from .._jit import parallel_kernel
+
 MEAN, SUM, NONE = 0, 1, 2
 REDUCTION = {"mean": MEAN, "sum": SUM, "none": NONE}
 
@@ -22,7 +24,7 @@ def _heaviside_half(v):
     return (np.sign(v) + 1.0) * 0.5
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _pinball_rows(y, q, tau, rho, row_sum):
     for i in prange(q.shape[0]):
         total = 0.0
@@ -35,7 +37,7 @@ def _pinball_rows(y, q, tau, rho, row_sum):
         row_sum[i] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _pinball_backward_rows(y, q, tau, g, g_q):
     """``g`` (N, L): the cotangent of each ρ (the reduction's weight already applied)."""
     for i in prange(q.shape[0]):
@@ -74,7 +76,7 @@ def pinball_loss_backward(residuals, g_loss):
     return (g_q,)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _wis_rows(y, q, tau, per_sample):
     levels = q.shape[1]
     k_count = levels // 2
@@ -92,7 +94,7 @@ def _wis_rows(y, q, tau, per_sample):
         per_sample[i] = c * total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _wis_backward_rows(y, q, tau, g, g_q):
     levels = q.shape[1]
     k_count = levels // 2
@@ -142,7 +144,7 @@ def _softmax_columns(theta):
     return w
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _aggregate_rows(members, w, out):
     for n in prange(members.shape[0]):
         for col in range(members.shape[2]):
@@ -152,7 +154,7 @@ def _aggregate_rows(members, w, out):
             out[n, col] = total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _aggregate_backward(members, w, g, g_members, g_w):
     n_rows, count, levels = members.shape
     for n in prange(n_rows):

@@ -14,14 +14,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
+from .._jit import parallel_kernel
 from .._vmath import exp
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _normalize_rows(z, eps, z_hat, norm):
     for i in prange(z.shape[0]):
         total = eps
@@ -33,7 +34,7 @@ def _normalize_rows(z, eps, z_hat, norm):
             z_hat[i, d] = z[i, d] / n
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _normalize_backward_rows(z_hat, norm, g_hat, g_z):
     for i in prange(z_hat.shape[0]):
         dot = 0.0
@@ -43,7 +44,7 @@ def _normalize_backward_rows(z_hat, norm, g_hat, g_z):
             g_z[i, d] = (g_hat[i, d] - z_hat[i, d] * dot) / norm[i]
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _log_sum_exp_rows(u, shift, lse, loss):
     """Row i of ``v_ij = u_ij − shift_j``: ``lse[:, i] = (m_i, log Σ_j exp(v_ij − m_i))``
     (max-shifted, float64) and the row loss ``log Σ_j exp(v_ij − m_i) − (v_ii − m_i)``.
@@ -63,7 +64,7 @@ def _log_sum_exp_rows(u, shift, lse, loss):
         loss[i] = lse[1, i] - ((np.float64(u[i, i]) - shift[i]) - largest)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _softmax_minus_identity_rows(u, shift, lse, w, g_u):
     """``g_u[i, j] = w_i (softmax_j(v_i) − δ_ij)``, the softmax rebuilt from the saved (m, log Σ)."""
     for i in prange(u.shape[0]):

@@ -15,6 +15,7 @@ from numba import njit, prange
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._buffers import output
+from .._jit import parallel_kernel
 
 
 @njit(cache=True, inline="always")
@@ -25,7 +26,7 @@ def _s(v):
     return max(v, zero) + one / (one - min(v, zero))
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _stablemax_rows(z, p):
     for i in prange(z.shape[0]):
         total = 0.0
@@ -38,7 +39,7 @@ def _stablemax_rows(z, p):
             p[i, j] = p[i, j] * inverse
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _stablemax_backward_rows(p, z, g_p, g_z):
     for i in prange(z.shape[0]):
         g_dot_p = 0.0
@@ -62,7 +63,7 @@ def stablemax_backward(residuals, g_p):
     return (g_z.reshape(shape),)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _cross_entropy_rows(z, y, loss, total_s):
     for i in prange(z.shape[0]):
         total = 0.0
@@ -74,7 +75,7 @@ def _cross_entropy_rows(z, y, loss, total_s):
         total_s[i] = total
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _cross_entropy_backward_rows(z, y, total_s, scale, g_z):
     for i in prange(z.shape[0]):
         inverse = z.dtype.type(scale[i] / total_s[i])

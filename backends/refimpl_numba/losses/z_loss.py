@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+
+@parallel_kernel(fastmath={"reassoc"})
 def _z_loss_rows(o, c, a, b, eps, per_row, mean, sigma, slope):
     d = o.shape[1]
     for i in prange(o.shape[0]):
@@ -38,7 +40,7 @@ def _z_loss_rows(o, c, a, b, eps, per_row, mean, sigma, slope):
         sigma[i] = sd
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _z_loss_backward_rows(o, c, mean, sigma, slope, weight, g_o):
     d = o.shape[1]
     for i in prange(o.shape[0]):

@@ -9,14 +9,15 @@ learned soup's parallel float64 inner products (``column_dots``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 from .model_soups import column_dots
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _compose(theta0, taus, lam, theta):
     n, count = taus.shape
     for j in prange(n):

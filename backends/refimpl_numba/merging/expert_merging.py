@@ -19,6 +19,8 @@ from numba import njit, prange
 from refimpl.authoring import Impl, sigmoid_and_slope
 from refimpl.merging.expert_merging import chunk_bounds
 
+from .._jit import parallel_kernel
+
 PIECE = 1 << 14  # elements per parallel piece of a reduction
 
 
@@ -34,7 +36,7 @@ def _chunk_of(j, n, num_chunks, official):
     return larger + (j - edge) // small
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _merge(base, tau, alpha, official, theta):
     n, num_experts = tau.shape
     num_chunks = alpha.shape[1]
@@ -47,7 +49,7 @@ def _merge(base, tau, alpha, official, theta):
         theta[j] = base[j] + combined
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _piece_dots(g, tau, starts, stops, partial):
     num_experts = tau.shape[1]
     for p in prange(starts.shape[0]):
@@ -108,7 +110,7 @@ def expert_merging_coefficient_regularizer_backward(residuals, g_loss):
 
 
 # -- the hidden-state MSE ------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _piece_squares(h_merged, h_expert, partial):
     n = h_merged.shape[0]
     for p in prange(partial.shape[0]):
@@ -119,7 +121,7 @@ def _piece_squares(h_merged, h_expert, partial):
         partial[p] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _mse_backward(h_merged, h_expert, scale, g_merged, g_expert):
     for j in prange(h_merged.shape[0]):
         value = scale * (np.float64(h_merged[j]) - np.float64(h_expert[j]))

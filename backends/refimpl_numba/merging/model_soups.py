@@ -13,14 +13,16 @@ reference (a loop of oracle calls).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl, softmax, softmax_backward
+
+from .._jit import parallel_kernel
 
 PIECE = 1 << 14  # elements per parallel piece of a reduction
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _mean(thetas, out):
     n, count = thetas.shape
     for j in prange(n):
@@ -30,7 +32,7 @@ def _mean(thetas, out):
         out[j] = total / count
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _weighted_sum(thetas, p, out):
     n, count = thetas.shape
     for j in prange(n):
@@ -40,7 +42,7 @@ def _weighted_sum(thetas, p, out):
         out[j] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _piece_dots(g, matrix, partial):
     """``partial[p, k] = Σ_{j in piece p} g_j·matrix[j, k]`` in float64."""
     n, count = matrix.shape

@@ -9,12 +9,14 @@ assignment solver and an exact re-indexing).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True)
+
+@parallel_kernel()
 def _lerp(theta_a, theta_b, weight_a, weight_b, theta):
     for j in prange(theta.shape[0]):
         theta[j] = weight_a * theta_a[j] + weight_b * theta_b[j]

@@ -11,12 +11,14 @@ reference.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True)
+
+@parallel_kernel()
 def _lion_flat(
     params, grads, momentum, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, decay, out_p, out_m
 ):

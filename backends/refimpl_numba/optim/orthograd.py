@@ -28,14 +28,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
+
+from .._jit import parallel_kernel
 
 EPS = 1e-30  # the official guard, as in the reference
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _dots(w, g):
     ww = 0.0
     wg = 0.0
@@ -49,7 +51,7 @@ def _dots(w, g):
     return ww, wg, gg
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _project(w, g, coefficient, out):
     """``out = g − c·w`` in the arrays' dtype; returns ``‖out‖²`` summed in float64."""
     squares = 0.0
@@ -60,14 +62,14 @@ def _project(w, g, coefficient, out):
     return squares
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _project_scaled(w, g, coefficient, factor, out):
     """``out = (g − c·w)·s`` in the arrays' dtype (each product and difference rounded)."""
     for i in prange(w.shape[0]):
         out[i] = (g[i] - coefficient * w[i]) * factor
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _scale(out, factor):
     for i in prange(out.shape[0]):
         out[i] = out[i] * factor

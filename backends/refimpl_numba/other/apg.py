@@ -18,9 +18,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
+
+from .._jit import parallel_kernel
 
 NORMALIZE_EPS = 1e-12  # as in the reference (torch.nn.functional.normalize)
 
@@ -52,12 +54,10 @@ def _rows(
             out[b, j] = np.float64(base[b, j]) + step * update
 
 
-_rows_parallel = njit(parallel=True, cache=True, fastmath={"reassoc"})(_rows)
-_rows_serial = njit(cache=True, fastmath={"reassoc"})(_rows)
-
 #: below this many elements one thread is faster: starting the pool costs more than the pass
 #: (and on a loaded machine a parallel region waits for descheduled threads)
 PARALLEL_MIN_SIZE = 1 << 20
+_rows_kernel = parallel_kernel(min_elements=PARALLEL_MIN_SIZE, fastmath={"reassoc"})(_rows)
 
 
 def adaptive_projected_guidance_forward(
@@ -84,7 +84,7 @@ def adaptive_projected_guidance_forward(
     step = float(guidance_scale) - 1.0 if paper else float(guidance_scale)
     scales = np.empty(batch, dtype=pred_cond.dtype)
     base = cond if paper else uncond
-    kernel = _rows_parallel if cond.size >= PARALLEL_MIN_SIZE and batch > 1 else _rows_serial
+    kernel = _rows_kernel.serial if batch == 1 else _rows_kernel  # one sample: no rows to split
     kernel(
         cond,
         base,

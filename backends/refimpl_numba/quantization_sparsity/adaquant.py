@@ -10,9 +10,11 @@ accumulates each row's range and zero-point cotangents in float64.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
+
+from .._jit import parallel_kernel
 
 RANGE_MIN, RANGE_MAX = 1e-6, 1e5  # the official clamp of the range
 
@@ -37,7 +39,7 @@ def _channels(rows, groups):
     return np.arange(rows, dtype=np.int64) if groups > 1 else np.zeros(rows, dtype=np.int64)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _fake_quantize_rows(x, channel, s, r_z, qmin, qmax, x_hat):
     for i in prange(x.shape[0]):
         c = channel[i]
@@ -48,7 +50,7 @@ def _fake_quantize_rows(x, channel, s, r_z, qmin, qmax, x_hat):
             x_hat[i, k] = scale * (q - zero)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _fake_quantize_backward_rows(
     g, x, channel, s, r_z, zero_over_s, zero_free, qmin, qmax, g_x, row_s, row_zp
 ):

@@ -11,12 +11,14 @@ same pass. A conv weight is grouped on a contiguous (out, kh, kw, in) copy.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True)
+
+@parallel_kernel()
 def _mask_groups(groups, pruned_count, keep):
     size = groups.shape[1]
     for g in prange(groups.shape[0]):
@@ -30,7 +32,7 @@ def _mask_groups(groups, pruned_count, keep):
             keep[g, j] = rank >= pruned_count
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _sparse_groups(groups, pruned_count, beta, keep, out):
     size = groups.shape[1]
     for g in prange(groups.shape[0]):
@@ -48,13 +50,13 @@ def _sparse_groups(groups, pruned_count, beta, keep, out):
             out[g, j] = w_j if kept else (w_j * beta if beta != 0 else abs(w_j) * beta)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _sr_ste_backward(g, w, keep, lambda_w, out):
     for i in prange(g.shape[0]):
         out[i] = g[i] if keep[i] else g[i] + lambda_w * w[i]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _scaled_backward(g, keep, beta, out):
     for i in prange(g.shape[0]):
         out[i] = g[i] if keep[i] else g[i] * beta

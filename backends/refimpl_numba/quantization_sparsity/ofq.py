@@ -13,14 +13,16 @@ additions); the level kernel is strict (its division and ``rint`` decide the tie
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
+
+from .._jit import parallel_kernel
 
 UPPER_CLIP_GAP = 1e-6  # w̃ ≤ 1 − 1e-6 (the official clip_val/2 − 1e-6)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _row_scales(W, scale):
     """scale[r] = 2·mean_j |W[r, j]| for a (rows, C) weight."""
     rows, cols = W.shape
@@ -31,7 +33,7 @@ def _row_scales(W, scale):
         scale[r] = 2.0 * (total / cols)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+@parallel_kernel(fastmath={"reassoc"})
 def _head_shared_scales(W, scale):
     """scale[r] = 2·mean_h (mean_j |W[h, r, j]|) for a (H, R, C) weight."""
     heads, rows, cols = W.shape
@@ -45,7 +47,7 @@ def _head_shared_scales(W, scale):
         scale[r] = 2.0 * (total / heads)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _quantize_rows(W, scale, period, n, clamp_levels, out):
     """out = s·(rint(n·clip(W/s, −1, 1 − 1e-6) − ½) + ½)/n, row r using scale[r % period]."""
     rows, cols = W.shape

@@ -11,12 +11,14 @@ dtype, in the reference's order. Nothing of size N·K is allocated. The backward
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
+
+@parallel_kernel(fastmath={"reassoc"})
 def _rvq_rows(z, codebooks, indices, z_q, residuals):
     depth, codes, width = codebooks.shape
     for n in prange(z.shape[0]):

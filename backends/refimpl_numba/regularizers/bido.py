@@ -13,12 +13,14 @@ reduces in float64; nothing of size m × m is allocated beyond the outputs.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True)
+
+@parallel_kernel()
 def _gaussian_rows(Z, inverse_v, K):
     m, d = Z.shape
     for i in prange(m):
@@ -30,7 +32,7 @@ def _gaussian_rows(Z, inverse_v, K):
             K[i, j] = np.exp(-distance * inverse_v)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _gaussian_backward_rows(Z, K, g_K, scale, g_Z):
     m, d = Z.shape
     for a in prange(m):
@@ -58,7 +60,7 @@ def gaussian_kernel_matrix_backward(residuals, g_K):
     return (g_Z,)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _means(A, row_means, column_means):
     """Row and column means of A in float64; returns the grand mean."""
     m = A.shape[0]
@@ -78,7 +80,7 @@ def _means(A, row_means, column_means):
     return grand / m
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _centered_inner(K, L, row_means, column_means, grand):
     """``Σ_ij (HKH)_ij L_ji`` with ``(HKH)_ij = K_ij − r_i − c_j + g``."""
     m = K.shape[0]
@@ -91,7 +93,7 @@ def _centered_inner(K, L, row_means, column_means, grand):
     return total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _centered_transpose(A, row_means, column_means, grand, scale, out):
     """``out = scale · H Aᵀ H``: ``(H Aᵀ H)_ij = A_ji − c_i − r_j + g`` (r, c: row/column means of A)."""
     m = A.shape[0]

@@ -10,13 +10,15 @@ backward recomputes nothing but one dot product per row (the clamp's ``‚ü®a, p‚ü
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 from refimpl.regularizers.elr import CLAMP_HIGH, CLAMP_LOW
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True)
+
+@parallel_kernel()
 def _elr_rows(z, y, t, clamp, low, high, p, cross_entropy, denominator):
     batch, classes = z.shape
     for i in prange(batch):
@@ -39,7 +41,7 @@ def _elr_rows(z, y, t, clamp, low, high, p, cross_entropy, denominator):
         cross_entropy[i] = log_normalizer - z[i, y[i]]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _elr_rows_backward(p, y, t, denominator, clamp, low, high, lam, scale, g_z):
     batch, classes = p.shape
     for i in prange(batch):

@@ -14,13 +14,15 @@ backward, ``S̄ = ḡ·(π − e_label)``.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from refimpl.authoring import Impl
 from refimpl.regularizers.lol import PADDING
 
+from .._jit import parallel_kernel
 
-@njit(parallel=True, cache=True)
+
+@parallel_kernel()
 def _hinge_rows(L, margin, row_sums):
     n_queries, n = L.shape
     for q in prange(n_queries):
@@ -32,7 +34,7 @@ def _hinge_rows(L, margin, row_sums):
         row_sums[q] = total
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _hinge_rows_backward(L, margin, tie_active, scale, g_L):
     n_queries, n = L.shape
     for q in prange(n_queries):
@@ -68,7 +70,7 @@ def lol_comparative_regularization_backward(residuals, g_lol):
     return (g_L,)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _passage_rows(scores, positives, pr, probabilities, labels):
     n_queries, n_passages = scores.shape
     slots = positives.shape[1]
@@ -106,7 +108,7 @@ def _passage_rows(scores, positives, pr, probabilities, labels):
         labels[q] = label
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _passage_rows_backward(probabilities, labels, g_pr, g_scores):
     n_queries, n_passages = probabilities.shape
     for q in prange(n_queries):

@@ -17,6 +17,8 @@ from numba import njit, prange
 
 from refimpl.authoring import Impl
 
+from .._jit import parallel_kernel
+
 
 @njit(cache=True)
 def _top_k_by_insertion(row, k, values, indices):
@@ -46,7 +48,7 @@ def _top_k_by_sort(row, k, values, indices):
         values[j] = row[order[j]]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _project_rows(x, k, y):
     rows, m = x.shape
     use_insertion = k <= math.log2(m) + 1.0
@@ -73,7 +75,7 @@ def _project_rows(x, k, y):
             y[r, indices[j]] = max(values[j] - top - theta, 0.0)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def _project_backward_rows(y, g_y, g_x):
     rows, m = y.shape
     for r in prange(rows):

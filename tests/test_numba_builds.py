@@ -1,0 +1,94 @@
+"""The Numba backend's two builds of each row-parallel kernel (``refimpl_numba._jit``)."""
+
+import numpy as np
+import pytest
+
+import refimpl
+from refimpl_conformance import plan, run
+from refimpl_numba import _jit
+from refimpl_numba.layers.layer_norm import _backward_rows, _forward_rows
+
+NUMBA = refimpl.backend("numba")
+
+
+@pytest.fixture
+def mode():
+    previous = _jit.parallel_mode()
+    yield _jit.set_parallel_mode
+    _jit.set_parallel_mode(previous)
+
+
+def test_the_two_builds_are_cached_under_different_names():
+    assert _forward_rows.serial.py_func.__qualname__ == "_forward_rows"
+    assert _forward_rows.parallel.py_func.__qualname__ == "_forward_rows__parallel"
+    assert _forward_rows.parallel.targetoptions.get("parallel") is True
+    assert not _forward_rows.serial.targetoptions.get("parallel", False)
+
+
+def test_auto_takes_the_parallel_build_only_for_large_inputs(mode, monkeypatch):
+    mode("auto")
+    monkeypatch.setattr(_jit.numba.config, "NUMBA_NUM_THREADS", 2)
+    calls = []
+
+    class Spy:
+        def __init__(self, label):
+            self.label = label
+
+        def __call__(self, *args):
+            calls.append(self.label)
+
+    kernel = _jit.ParallelKernel(lambda x: None, {})
+    kernel.serial, kernel._parallel = Spy("serial"), Spy("parallel")
+    kernel(np.zeros(_jit.PARALLEL_MIN_ELEMENTS - 1), 3.0)
+    kernel(np.zeros(_jit.PARALLEL_MIN_ELEMENTS // 2), np.zeros(_jit.PARALLEL_MIN_ELEMENTS // 2))
+    mode("never")
+    kernel(np.zeros(_jit.PARALLEL_MIN_ELEMENTS))
+    mode("always")
+    kernel(np.zeros(1))
+    assert calls == ["serial", "parallel", "serial", "parallel"]
+    monkeypatch.setattr(_jit.numba.config, "NUMBA_NUM_THREADS", 1)
+    kernel(np.zeros(1))
+    assert calls[-1] == "serial"  # one thread: never the parallel build
+
+
+def test_an_unknown_mode_is_refused():
+    with pytest.raises(ValueError, match="expected one of auto, always, never, got 'fast'"):
+        _jit.set_parallel_mode("fast")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_both_builds_give_the_same_layer_norm(mode, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 257)).astype(dtype)  # above the size threshold
+    gamma, beta = rng.standard_normal(257).astype(dtype), rng.standard_normal(257).astype(dtype)
+    g_y = rng.standard_normal(x.shape).astype(dtype)
+    results = {}
+    for build in ("never", "always"):
+        mode(build)
+        y, pullback = refimpl.vjp("layer_norm", x, gamma, beta, backend=NUMBA)
+        results[build] = (y, *pullback(g_y))
+    for serial, parallel in zip(results["never"], results["always"], strict=True):
+        np.testing.assert_array_equal(serial, parallel)  # rows are split, each row's arithmetic is not
+
+
+def test_the_kernels_are_called_through_both_builds():
+    assert isinstance(_forward_rows, _jit.ParallelKernel) and isinstance(_backward_rows, _jit.ParallelKernel)
+
+
+def test_a_check_in_two_processes_reports_what_one_process_does():
+    ops = ["layer_norm", "stablemax_cross_entropy", "lion_step"]
+    one = run(plan(backends=["numba"], ops=ops, seeds=[0]), jobs=1)
+    two = run(plan(backends=["numba"], ops=ops, seeds=[0]), jobs=2)
+    assert one.ok and two.ok
+    assert [(r.op, r.backend, r.dtype, r.sample, r.check, r.status) for r in one.results] == [
+        (r.op, r.backend, r.dtype, r.sample, r.check, r.status) for r in two.results
+    ]
+    assert [r.max_abs for r in one.results] == [r.max_abs for r in two.results]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("op_name", sorted(op.name for op in refimpl.ops() if NUMBA.supports(op)))
+def test_every_kernel_passes_the_conformance_check_in_its_parallel_build(mode, op_name):
+    mode("always")
+    report = run(plan(backends=["numba"], ops=[op_name], seeds=[0, 1]))
+    assert report.ok, [r for r in report.results if not r.passed][:3]
