@@ -24,6 +24,15 @@ Numba's ``float(x)`` of a float32 ``x`` stays float32: kernels widen with ``np.f
 Infinite inputs give 0 and inf (−1 and inf for ``expm1``); NaN is not supported (the op
 layer rejects it).
 
+``exp32`` is the float32 counterpart for float32 rows (8 AVX2 lanes instead of 4, and a
+degree-5 polynomial on the reduced argument instead of degree 14): Cody–Waite reduction with
+the float32 split ``ln 2 = 0.693359375 − 2.12194440e-4`` and the minimax polynomial of
+Cephes' ``expf`` (S. L. Moshier), ``eʳ ≈ 1 + r + r²·P(r)``. Measured against float64
+``exp`` over every 10⁻⁵ step of [−104, 89]: at most 0.54 ulp in float32 (NumPy's float32
+``exp``: 2.5 ulp), subnormal results within half their spacing, 0 below −103.97 and inf
+above 88.72. ``vexp(x)`` picks ``exp32`` for a float32 argument and ``exp`` otherwise, so a
+kernel that keeps a float32 row in float32 gets the fast one.
+
 Use it from a kernel compiled with ``fastmath={"reassoc"}`` (so LLVM may vectorize the row
 sums too) and leave it a separate Numba function, never ``inline="always"``: LLVM inlines it
 anyway, and each instruction keeps its own fast-math flags, so the caller's ``reassoc``
@@ -38,9 +47,9 @@ import math
 
 import numpy as np
 from numba import njit, types
-from numba.core.extending import intrinsic
+from numba.core.extending import intrinsic, overload
 
-__all__ = ["exp", "expm1", "row_log_sum_exp"]
+__all__ = ["exp", "exp32", "expm1", "row_log_sum_exp", "vexp"]
 
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n·LN2_HI is exact for |n| < 2¹¹
@@ -54,6 +63,17 @@ def _float64_from_bits(typingctx, bits):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return signature, codegen
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """Reinterpret an int32 as the float32 with the same bits (LLVM ``bitcast``)."""
+    signature = types.float32(types.int32)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
 
     return signature, codegen
 
@@ -94,6 +114,59 @@ def exp(x):
     return (1.0 + _expm1_taylor(r)) * _power_of_two(half) * _power_of_two(n - half)
 
 
+# float32 constants: a float64 literal would widen the whole computation to float64
+_LOG2E_32 = np.float32(LOG2E)
+_LN2_HI_32 = np.float32(0.693359375)  # 9 bits: n·_LN2_HI_32 is exact for |n| < 2¹⁵
+_LN2_LO_32 = np.float32(-2.12194440e-4)
+_P32 = tuple(
+    np.float32(c)
+    for c in (
+        1.9875691500e-4,
+        1.3981999507e-3,
+        8.3334519073e-3,
+        4.1665795894e-2,
+        1.6666665459e-1,
+        5.0000001201e-1,
+    )
+)
+_HALF_32, _ONE_32, _ZERO_32 = np.float32(0.5), np.float32(1.0), np.float32(0.0)
+_INF_32 = np.float32(np.inf)
+_BELOW_32 = np.float32(-103.972084)  # exp is below half the smallest subnormal: 0
+_ABOVE_32 = np.float32(88.7228394)  # exp overflows float32: inf
+
+
+@njit(cache=True, fastmath={"contract"})
+def exp32(x):
+    """eˣ for a float32 ``x`` in float32 arithmetic, branch-free (see the module docstring)."""
+    clamped = min(max(x, _BELOW_32), _ABOVE_32)
+    n = math.floor(clamped * _LOG2E_32 + _HALF_32)
+    r = (clamped - n * _LN2_HI_32) - n * _LN2_LO_32
+    p = _P32[0]
+    p = p * r + _P32[1]
+    p = p * r + _P32[2]
+    p = p * r + _P32[3]
+    p = p * r + _P32[4]
+    p = p * r + _P32[5]
+    e_r = p * (r * r) + r + _ONE_32
+    k = np.int32(n)
+    half = k >> 1  # 2ⁿ as two factors: subnormal results keep their digits
+    value = e_r * _float32_from_bits((half + 127) << 23) * _float32_from_bits((k - half + 127) << 23)
+    value = _ZERO_32 if x < _BELOW_32 else value
+    return _INF_32 if x > _ABOVE_32 else value
+
+
+def vexp(x):
+    """eˣ in the argument's precision: ``exp32`` for float32, ``exp`` for float64 (Numba only)."""
+    raise NotImplementedError("vexp is called from Numba kernels")
+
+
+@overload(vexp, jit_options={"cache": True, "fastmath": {"contract"}})
+def _vexp(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: exp32(x)
+    return lambda x: exp(x)
+
+
 @njit(cache=True, fastmath={"contract"})
 def expm1(x):
     """eˣ − 1 for a float64 ``x`` without cancellation near 0, branch-free.
@@ -108,16 +181,18 @@ def expm1(x):
 
 @njit(cache=True, inline="always")
 def row_log_sum_exp(z, i, scale=1.0):
-    """``(m, log Σ_k exp(u_k − m))`` of the row ``u = scale·z[i]``, ``m = max u``, in float64.
+    """``(m, log Σ_k exp(u_k − m))`` of the row ``u = scale·z[i]``, ``m = max u``, as float64.
 
-    Inlined into the calling kernel, so the caller's ``fastmath={"reassoc"}`` lets the max and
-    the sum vectorize (``exp`` stays a call of its own: see the module docstring). The row's
-    log-sum-exp is ``m + log_total``; ``exp(u_k − m − log_total)`` is its softmax.
+    ``u`` and its exponentials are formed in ``z``'s dtype (a float32 row takes ``exp32``,
+    8 lanes wide) and summed in float64. Inlined into the calling kernel, so the caller's
+    ``fastmath={"reassoc"}`` lets the max and the sum vectorize. The row's log-sum-exp is
+    ``m + log_total``; ``exp(u_k − m − log_total)`` is its softmax.
     """
-    m = -math.inf
+    s = z.dtype.type(scale)
+    m = z.dtype.type(-math.inf)
     for k in range(z.shape[1]):
-        m = max(m, np.float64(z[i, k]) * scale)
+        m = max(m, z[i, k] * s)
     total = 0.0
     for k in range(z.shape[1]):
-        total += exp(np.float64(z[i, k]) * scale - m)  # the max is subtracted: no overflow
-    return m, math.log(total)
+        total += vexp(z[i, k] * s - m)  # the max is subtracted: no overflow
+    return np.float64(m), math.log(total)
