@@ -92,3 +92,17 @@ def test_every_kernel_passes_the_conformance_check_in_its_parallel_build(mode, o
     mode("always")
     report = run(plan(backends=["numba"], ops=[op_name], seeds=[0, 1]))
     assert report.ok, [r for r in report.results if not r.passed][:3]
+
+
+def test_the_kernel_cache_is_keyed_by_every_file_of_the_package(tmp_path):
+    from refimpl_numba import _cache
+
+    locator = type(_forward_rows.serial._cache._impl.locator)
+    assert locator.__name__.startswith("RefimplPackage")
+    assert _forward_rows.serial._cache._impl.locator.get_source_stamp()[1] == _cache.source_digest()
+    (tmp_path / "a.py").write_text("x = 1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.py").write_text("y = 2\n")
+    before = _cache.source_digest(tmp_path)
+    (tmp_path / "sub" / "b.py").write_text("y = 3\n")  # a helper edited: every kernel recompiles
+    assert _cache.source_digest(tmp_path) != before

@@ -181,18 +181,19 @@ def expm1(x):
 
 @njit(cache=True, inline="always")
 def row_log_sum_exp(z, i, scale=1.0):
-    """``(m, log Σ_k exp(u_k − m))`` of the row ``u = scale·z[i]``, ``m = max u``, as float64.
+    """``(m, log Σ_k exp(u_k − m))`` of the row ``u = scale·z[i]``, ``m = max u``, in float64.
 
-    ``u`` and its exponentials are formed in ``z``'s dtype (a float32 row takes ``exp32``,
-    8 lanes wide) and summed in float64. Inlined into the calling kernel, so the caller's
-    ``fastmath={"reassoc"}`` lets the max and the sum vectorize. The row's log-sum-exp is
-    ``m + log_total``; ``exp(u_k − m − log_total)`` is its softmax.
+    ``u_k − m`` is formed in float64 (``scale·z`` may overflow float32) and rounded to ``z``'s
+    dtype for the exponential, so a float32 row takes ``exp32``, 8 lanes wide (the rounding
+    is within what a float32 computation makes anyway); the terms are summed in float64.
+    Inlined into the calling kernel, so the caller's ``fastmath={"reassoc"}`` lets the max and
+    the sum vectorize. The row's log-sum-exp is ``m + log_total``; ``exp(u_k − m −
+    log_total)`` is its softmax.
     """
-    s = z.dtype.type(scale)
-    m = z.dtype.type(-math.inf)
+    m = -math.inf
     for k in range(z.shape[1]):
-        m = max(m, z[i, k] * s)
+        m = max(m, np.float64(z[i, k]) * scale)
     total = 0.0
     for k in range(z.shape[1]):
-        total += vexp(z[i, k] * s - m)  # the max is subtracted: no overflow
-    return np.float64(m), math.log(total)
+        total += vexp(z.dtype.type(np.float64(z[i, k]) * scale - m))  # ≤ 0: no overflow
+    return m, math.log(total)

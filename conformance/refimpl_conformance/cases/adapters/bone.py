@@ -117,6 +117,26 @@ def _peft_bat_torch(torch, args, kwargs, cotangent):
         y = torch.nn.functional.linear(x, W + delta, bias)
         x.grad = B.grad = None
         y.backward(g_y)
+        return y
+
+    return step
+
+
+def _bone_blas(args, kwargs):
+    """Forward: the slab products W_a B_a ((r·in/r, r)·(r, r) per row-block) and x W'ᵀ;
+    backward: g W', G = gᵀ x and the slab products slab_a(W)ᵀ slab_a(G)."""
+    x, W, B = args[0], args[1], args[2]
+    rank = B.shape[-1]
+    x_rows = x.reshape(-1, W.shape[1])
+    g_rows = np.ones((x_rows.shape[0], W.shape[0]), dtype=x.dtype)
+    slabs = W.reshape(W.shape[0] // rank, -1, rank)  # the row segments' shape (same products)
+
+    def step():
+        slabs @ B
+        x_rows @ W.T
+        g_rows @ W
+        G = g_rows.T @ x_rows
+        slabs.transpose(0, 2, 1) @ G.reshape(slabs.shape)
 
     return step
 
@@ -134,6 +154,7 @@ register(
             sizes={"T": "rows", "NB": 16, "NJ": 16, "R": 64},
             torch=_peft_bat_torch,
             torch_label="peft's bat forward: reshape/permute block product, then F.linear (autograd)",
+            blas=_bone_blas,
         ),
     )
 )
@@ -252,6 +273,24 @@ def _peft_miss_torch(torch, args, kwargs, cotangent):
         y = torch.nn.functional.linear(x, W, bias) + folded @ B
         x.grad = B.grad = None
         y.backward(g_y)
+        return y
+
+    return step
+
+
+def _miss_blas(args, kwargs):
+    """Forward x Wᵀ and s B; backward Sᵀ g, g Bᵀ and g W (S: the folded inputs, (T, r))."""
+    x, W, B = args[0], args[1], args[2]
+    x_rows = x.reshape(-1, W.shape[1])
+    g_rows = np.ones((x_rows.shape[0], W.shape[0]), dtype=x.dtype)
+    s_rows = np.ones((x_rows.shape[0], B.shape[0]), dtype=x.dtype)
+
+    def step():
+        x_rows @ W.T
+        s_rows @ B
+        s_rows.T @ g_rows
+        g_rows @ B.T
+        g_rows @ W
 
     return step
 
@@ -268,6 +307,7 @@ register(
             sizes={"T": "rows", "I": "cols", "O": "cols", "R": 64},
             torch=_peft_miss_torch,
             torch_label="peft's MiSS forward: F.linear plus the F.pad/reshape/sum fold times B (autograd)",
+            blas=_miss_blas,
         ),
     )
 )

@@ -113,6 +113,10 @@ def _covariance_torch(torch, args, kwargs, cotangent):
     divisor = float(X.shape[0] if kwargs.get("official_divisor") is None else kwargs["official_divisor"])
 
     def step():
+        with torch.no_grad():
+            return covariance()
+
+    def covariance():
         valid = None if lengths is None else (torch.arange(X.shape[1])[None, :] < lengths[:, None])[..., None]
         if scaling == "abs_of_max":
             peaks = X if valid is None else torch.where(valid, X, -torch.inf)
@@ -131,6 +135,16 @@ def _covariance_torch(torch, args, kwargs, cotangent):
     return step
 
 
+def _covariance_blas(args, kwargs):
+    """The Gram product X̃ᵀ X̃ of the stacked (N·T, I) scaled activations."""
+    stacked = args[0].reshape(-1, args[0].shape[-1])
+
+    def step():
+        stacked.T @ stacked
+
+    return step
+
+
 register(
     OpCases(
         "corda_covariance",
@@ -144,6 +158,7 @@ register(
             kwargs={"sample_scaling": "abs_of_max"},
             torch=_covariance_torch,
             torch_label="the official hook's scaling and Gram product, all samples at once",
+            blas=_covariance_blas,
         ),
         defaults={"lengths": None, "official_divisor": None},
     )
@@ -255,6 +270,14 @@ def _init_edges():
     ]
 
 
+def _init_bench(rng, rows, cols):
+    """A Gaussian (256, 256) weight, the covariance of 1024 calibration rows, r = 32: every kept
+    singular value well above rounding, so the factors are defined up to the sign rule (the
+    sampler's geometric spectra keep components at σ ≈ 1e-19, whose vectors are rounding noise)."""
+    W = rng.standard_normal((256, 256)) / 16
+    return Sample("bench", (W, _covariance_of(rng, 1024, 256), 32), {"mode": "ipm"})
+
+
 def _init_errors():
     return [
         ErrorCase(
@@ -278,6 +301,10 @@ def _init_torch(torch, args, kwargs, cotangent):
     r, mode, scale = int(args[2]), kwargs["mode"], float(kwargs.get("scale", 1.0))
 
     def step():
+        with torch.no_grad():
+            return initialize()
+
+    def initialize():
         identity = torch.eye(C.shape[0], dtype=C.dtype)
         damp = float(kwargs.get("damping", 0.01))
         while True:
@@ -290,10 +317,13 @@ def _init_torch(torch, args, kwargs, cotangent):
             damp *= 2
         U, S, Vh = torch.linalg.svd(W @ C_damped, full_matrices=False)
         kept = slice(0, r) if mode == "ipm" else slice(S.shape[0] - r, S.shape[0])
-        root = torch.sqrt(S[kept] / scale)
+        U_kept = U[:, kept]
+        # the reference's sign rule: the largest |entry| of each kept column of U positive
+        signs = torch.sign(U_kept.gather(0, U_kept.abs().argmax(dim=0, keepdim=True)))[0]
+        root = torch.sqrt(S[kept] / scale) * signs
         A = root[:, None] * (Vh[kept] @ C_inverse)
-        B = U[:, kept] * root
-        return A, B, W - scale * B @ A
+        B = U_kept * root
+        return A, B, W - scale * (B @ A)
 
     return step
 
@@ -308,7 +338,7 @@ register(
         notes=INIT_NOTES,
         compare_as=init_compare_as,
         bench=Bench(
-            sizes={"O": 256, "I": 256},
+            make=_init_bench,
             kwargs={"mode": "ipm"},
             torch=_init_torch,
             torch_label="peft's CorDA damping loop, torch.linalg.svd and factors",

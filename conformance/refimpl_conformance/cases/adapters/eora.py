@@ -116,6 +116,10 @@ def _torch(torch, args, kwargs, cotangent):
     r = int(args[3])
 
     def step():
+        with torch.no_grad():
+            return compensate()
+
+    def compensate():
         delta = W - W_c
         L, Q = torch.linalg.eigh(C.double())
         if (L < 0).any():
@@ -123,9 +127,13 @@ def _torch(torch, args, kwargs, cotangent):
             L = torch.where(L < 0, L[L > 0].min() if official else 0.0, L)
         Q_prime = (Q * torch.sqrt(L)).to(W.dtype)
         U, S, _ = torch.linalg.svd(delta @ Q_prime, full_matrices=False)
+        U_r = U[:, :r]
+        # the reference's sign rule: the largest |entry| of each kept column of U positive
+        U_r = U_r * torch.sign(U_r.gather(0, U_r.abs().argmax(dim=0, keepdim=True)))
         root = torch.sqrt(S[:r])
-        B = U[:, :r] * root
-        A = (U[:, :r].T / root[:, None]) @ delta
+        inverse_root = torch.where(root > 0, 1 / root, 0.0)  # an empty component: A's row 0
+        B = U_r * root
+        A = (inverse_root[:, None] * U_r.T) @ delta
         return A, B, W_c + B @ A
 
     return step

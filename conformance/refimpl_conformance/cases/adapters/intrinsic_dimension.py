@@ -88,7 +88,9 @@ def _fwht_torch(torch, args, kwargs, cotangent):
 
     def step():
         x.grad = None
-        _torch_hadamard(torch, x).backward(g_y)
+        y = _torch_hadamard(torch, x)
+        y.backward(g_y)
+        return y
 
     return step
 
@@ -209,6 +211,7 @@ def _fastfood_torch(torch, args, kwargs, cotangent):
         mixed = _torch_hadamard(torch, padded * B)
         y = _torch_hadamard(torch, mixed[Pi] * G)[:D] / c
         y.backward(g_y)
+        return y
 
     return step
 

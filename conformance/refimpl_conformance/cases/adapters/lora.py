@@ -88,7 +88,7 @@ def _edges():
 
 def _lora_torch(torch, args, kwargs, cotangent):
     """peft's LoRA forward: W x + s·B(A x), as two linear maps (and torch's autograd)."""
-    x, W, A, B, bias = (torch.from_numpy(a) if a is not None else None for a in args)
+    x, W, A, B, bias = (torch.from_numpy(a) if a is not None else None for a in (*args, None)[:5])
     x.requires_grad_(), A.requires_grad_(), B.requires_grad_()
     linear, scale, g_y = torch.nn.functional.linear, kwargs["scale"], torch.from_numpy(cotangent)
 
@@ -96,6 +96,26 @@ def _lora_torch(torch, args, kwargs, cotangent):
         y = linear(x, W, bias) + scale * linear(linear(x, A), B)
         x.grad = A.grad = B.grad = None
         y.backward(g_y)
+        return y
+
+    return step
+
+
+def _lora_blas(args, kwargs):
+    """Forward x Wᵀ, h = x Aᵀ, h Bᵀ; backward G B, G W, H̄ A, H̄ᵀ X, Gᵀ H."""
+    x, W, A, B = args[:4]
+    x_rows = x.reshape(-1, W.shape[1])
+    g_rows = np.ones((x_rows.shape[0], W.shape[0]), dtype=x.dtype)
+
+    def step():
+        h = x_rows @ A.T
+        x_rows @ W.T
+        h @ B.T
+        g_h = g_rows @ B
+        g_rows @ W
+        g_h @ A
+        g_h.T @ x_rows
+        g_rows.T @ h
 
     return step
 
@@ -111,6 +131,7 @@ register(
             sizes={"T": "rows", "I": "cols", "O": "cols", "R": 16},
             torch=_lora_torch,
             torch_label="two torch.nn.functional.linear calls (peft's LoRA forward)",
+            blas=_lora_blas,
         ),
     )
 )

@@ -111,6 +111,25 @@ def _errors():
     ]
 
 
+def _pissa_torch(torch, args, kwargs, cotangent):
+    """torch.linalg.svd and PEFT's factor construction, with the reference's sign rule (the
+    largest |entry| of each kept left vector positive, first on ties: torch.argmax's)."""
+    W, r = torch.from_numpy(args[0]), int(args[1])
+    scale = float(kwargs.get("scale", 1.0))
+
+    def step():
+        with torch.no_grad():
+            V, S, Uh = torch.linalg.svd(W, full_matrices=False)
+            V_r, S_r, Uh_r = V[:, :r], S[:r], Uh[:r]
+            signs = torch.sign(V_r.gather(0, V_r.abs().argmax(dim=0, keepdim=True)))[0]
+            root_S = torch.sqrt(S_r / scale)
+            A = root_S[:, None] * (Uh_r * signs[:, None])
+            B = (V_r * signs) * root_S
+            return A, B, W - scale * (B @ A)
+
+    return step
+
+
 register(
     OpCases(
         "pissa_init",
@@ -120,7 +139,11 @@ register(
         errors=_errors,
         notes=NOTES,
         compare_as=compare_as,
-        bench=Bench(sizes={"O": 1024, "I": 1024}),
+        bench=Bench(
+            sizes={"O": 1024, "I": 1024},
+            torch=_pissa_torch,
+            torch_label="torch.linalg.svd, the sign rule, √(S/s) into A and B, W − s·B A (PEFT's steps)",
+        ),
     )
 )
 

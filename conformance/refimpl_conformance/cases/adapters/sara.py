@@ -119,6 +119,7 @@ def _reparam_torch(torch, args, kwargs, cotangent):
         W = torch.where(M, Theta, W0)
         Theta.grad = None
         W.backward(g_W)
+        return W
 
     return step
 

@@ -68,6 +68,7 @@ def _layer_norm_torch(torch, args, kwargs, cotangent):
         y = torch.nn.functional.layer_norm(x, (x.shape[-1],), gamma, beta, kwargs.get("eps", 1e-5))
         x.grad = gamma.grad = beta.grad = None
         y.backward(g_y)
+        return y
 
     return step
 
@@ -84,6 +85,7 @@ register(
             torch=_layer_norm_torch,
             bytes_moved=lambda args, kwargs: 4 * args[0].nbytes,  # x, ȳ in; y, x̄ out (γ, β: one row each)
             torch_label="torch.nn.functional.layer_norm",
+            # no transcendentals (one sqrt per row) and no matrix products: the roofline is the bytes
         ),
     )
 )

@@ -3,12 +3,14 @@ gyration, parallel transport and projection."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 
 import refimpl
 from refimpl.authoring import Tensor
+from refimpl.layers.poincare import PROJECT_EPS, SERIES_BELOW
 
 from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
@@ -75,8 +77,164 @@ def ball_bench_sample(op_name: str) -> Callable[..., Sample]:
     return make
 
 
-def ball_bench(op_name: str) -> Bench:
-    return Bench(make=ball_bench_sample(op_name))
+def ball_bench(op_name: str, **declared) -> Bench:
+    """The op's :class:`Bench` on :func:`ball_bench_sample` inputs; ``declared``: the other fields."""
+    return Bench(make=ball_bench_sample(op_name), **declared)
+
+
+# -- PyTorch baselines: the reference's formulas in torch ops (autograd for the backward) --------
+# Each mirrors refimpl/layers/poincare.py: the same stable forms, the same series below
+# √c‖·‖ = SERIES_BELOW with each branch evaluated on arguments clamped to its own side.
+def torch_c_squared_norm(x, c):
+    """``c‖x‖²`` per row, keeping the last axis."""
+    return c * (x * x).sum(-1, keepdim=True)
+
+
+def torch_row_dot(a, b):
+    return (a * b).sum(-1, keepdim=True)
+
+
+def _torch_series_split(u2):
+    """The reference's branch mask and the two sides' clamped ``u²`` and ``u``."""
+    t = SERIES_BELOW
+    small = u2.detach().sqrt() < t
+    u2_hi = u2.clamp(min=t * t)
+    return small, u2.clamp(max=t * t), u2_hi, u2_hi.sqrt()
+
+
+def torch_tanh_factor(torch, u2):
+    """``tanh(u)/u`` from ``u² = c‖v‖²`` (``expmap0_factors``' f)."""
+    small, lo, _, u_hi = _torch_series_split(u2)
+    return torch.where(small, 1 - lo / 3 + 2 * lo * lo / 15, u_hi.tanh() / u_hi)
+
+
+def torch_artanh_factor(torch, u2, one_minus_u2=None):
+    """``artanh(u)/u`` from ``u²`` (``logmap0_factors``' f); with ``one_minus_u2`` given,
+    ``artanh_factors``' f, which takes ``1 − u²`` from the caller."""
+    small, lo, u2_hi, u_hi = _torch_series_split(u2)
+    if one_minus_u2 is None:
+        artanh = torch.log1p(u_hi) - 0.5 * torch.log1p(-u2_hi)
+    else:
+        artanh = torch.log1p(u_hi) - 0.5 * torch.log(one_minus_u2.clamp(max=1 - SERIES_BELOW**2))
+    return torch.where(small, 1 + lo / 3 + lo * lo / 5, artanh / u_hi)
+
+
+def torch_expmap0(torch, v, c):
+    return torch_tanh_factor(torch, torch_c_squared_norm(v, c)) * v
+
+
+def torch_logmap0(torch, y, c):
+    return torch_artanh_factor(torch, torch_c_squared_norm(y, c)) * y
+
+
+def torch_mobius_add(torch, x, y, c):
+    """``x ⊕ y`` in the reference's cancellation-free form ``(β_x σ + q x)/(β_x β_y + q)``."""
+    x_plus_y = x + y
+    beta_x = 1 - torch_c_squared_norm(x, c)
+    beta_y = 1 - torch_c_squared_norm(y, c)
+    q = torch_c_squared_norm(x_plus_y, c)
+    return (beta_x * x_plus_y + q * x) / (beta_x * beta_y + q)
+
+
+def torch_gyration(torch, a, b, v, c):
+    """``gyr[a, b] v`` by the reference's closed form (D in the form of ``mobius_add``)."""
+    ab, av, bv = torch_row_dot(a, b), torch_row_dot(a, v), torch_row_dot(b, v)
+    a2, b2 = torch_c_squared_norm(a, 1.0), torch_c_squared_norm(b, 1.0)
+    c2 = c * c
+    big_a = -c2 * av * b2 + c * bv + 2 * c2 * ab * bv
+    big_b = -c2 * bv * a2 - c * av
+    denominator = (1 - c * a2) * (1 - c * b2) + torch_c_squared_norm(a + b, c)
+    return v + 2 * (big_a * a + big_b * b) / denominator
+
+
+def _poincare_torch(forward):
+    """A baseline: every array argument a leaf tensor, ``forward(torch, *tensors, c)``, then
+    autograd's backward of the cotangent."""
+
+    def baseline(torch, args, kwargs, cotangent):
+        c = float(kwargs.get("c", 1.0))
+        tensors = [torch.from_numpy(np.asarray(a)).requires_grad_() for a in args]
+        g = torch.from_numpy(np.asarray(cotangent))
+
+        def step():
+            for t in tensors:
+                t.grad = None
+            out = forward(torch, *tensors, c)
+            out.backward(g)
+            return out
+
+        return step
+
+    return baseline
+
+
+def _scalar_mul_forward(torch, r, x, c):
+    return torch_expmap0(torch, r[..., None] * torch_logmap0(torch, x, c), c)
+
+
+def _matvec_forward(torch, M, x, c):
+    return torch_expmap0(torch, torch_logmap0(torch, x, c) @ M.T, c)
+
+
+def _expmap_forward(torch, x, v, c):
+    beta_x = 1 - torch_c_squared_norm(x, c)
+    return torch_mobius_add(torch, x, torch_expmap0(torch, v / beta_x, c), c)
+
+
+def _logmap_forward(torch, x, y, c):
+    """``β_x F(u) (−x ⊕ y)`` with ``u² = q/D``, ``1 − u² = β_xβ_y/D`` (``_minus_x_plus_y_norms``)."""
+    beta_x = 1 - torch_c_squared_norm(x, c)
+    beta_y = 1 - torch_c_squared_norm(y, c)
+    q = torch_c_squared_norm(y - x, c)
+    denominator = beta_x * beta_y + q
+    f = torch_artanh_factor(torch, q / denominator, beta_x * beta_y / denominator)
+    return beta_x * (f * torch_mobius_add(torch, -x, y, c))
+
+
+def _distance_forward(torch, x, y, c):
+    """``log1p(δ + √(δ(δ + 2)))/√c``, ``δ = 2c‖x − y‖²/(β_xβ_y)``."""
+    beta_x = 1 - torch_c_squared_norm(x, c)
+    beta_y = 1 - torch_c_squared_norm(y, c)
+    delta = 2 * torch_c_squared_norm(x - y, c) / (beta_x * beta_y)
+    return (torch.log1p(delta + (delta * (delta + 2)).sqrt()) / math.sqrt(c))[..., 0]
+
+
+def _parallel_transport_forward(torch, x, y, v, c):
+    beta_x = 1 - torch_c_squared_norm(x, c)
+    beta_y = 1 - torch_c_squared_norm(y, c)
+    return beta_y / beta_x * torch_gyration(torch, y, -x, v, c)
+
+
+def _project_torch(torch, args, kwargs, cotangent):
+    """``x · min(1, ((1 − eps)/√c)/‖x‖)`` (not differentiable: the forward alone)."""
+    x = torch.from_numpy(args[0])
+    eps = kwargs.get("eps")
+    eps = PROJECT_EPS[np.dtype(args[0].dtype)] if eps is None else float(eps)
+    max_norm = (1 - eps) / math.sqrt(float(kwargs.get("c", 1.0)))
+
+    def step():
+        with torch.no_grad():
+            norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+            return x * (max_norm / norm).clamp(max=1)  # exactly 1 (x unchanged) inside
+
+    return step
+
+
+def _matvec_blas(args, kwargs):
+    """The products of M ⊗ x: forward ``p = w Mᵀ``; backward ``M̄ = p̄ᵀ w`` and ``w̄ = p̄ M``."""
+    M, x = args
+    w = np.ascontiguousarray(x.reshape(-1, M.shape[1]))
+    g_p = np.ones((w.shape[0], M.shape[0]), dtype=x.dtype)
+
+    def step():
+        return w @ M.T, g_p.T @ w, g_p @ M
+
+    return step
+
+
+def _rows(position: int):
+    """The number of points (rows) of argument ``position``: its size over the last axis."""
+    return lambda args, kwargs: args[position][..., 0].size
 
 
 # -- mobius_add --------------------------------------------------------------------------
@@ -202,7 +360,11 @@ register(
         edges=_mobius_edges,
         errors=_mobius_errors,
         notes=NOTES,
-        bench=ball_bench("mobius_add"),
+        bench=ball_bench(
+            "mobius_add",
+            torch=_poincare_torch(torch_mobius_add),
+            torch_label="(β_x σ + q x)/(β_x β_y + q) in torch ops; autograd backward",
+        ),
     )
 )
 
@@ -262,7 +424,13 @@ register(
         random=_expmap0_random,
         edges=_expmap0_edges,
         notes=NOTES,
-        bench=ball_bench("poincare_expmap0"),
+        bench=ball_bench(
+            "poincare_expmap0",
+            torch=_poincare_torch(torch_expmap0),
+            torch_label="tanh(u)/u · v (series below u = 1e-3) in torch ops; autograd backward",
+            # one tanh per row (u = √c‖v‖); the backward reuses it (sech² = 1 − tanh²)
+            transcendentals=_rows(0),
+        ),
     )
 )
 
@@ -359,7 +527,13 @@ register(
         edges=_logmap0_edges,
         errors=_logmap0_errors,
         notes=NOTES,
-        bench=ball_bench("poincare_logmap0"),
+        bench=ball_bench(
+            "poincare_logmap0",
+            torch=_poincare_torch(torch_logmap0),
+            torch_label="artanh(u)/u · y (log1p form, series below 1e-3) in torch ops; autograd backward",
+            # per row: artanh u = log1p(u) − ½ log1p(−u²), two log1p; the backward reuses them
+            transcendentals=lambda args, kwargs: 2 * _rows(0)(args, kwargs),
+        ),
     )
 )
 
@@ -485,7 +659,13 @@ register(
         edges=_scalar_mul_edges,
         errors=_scalar_mul_errors,
         notes=NOTES,
-        bench=ball_bench("mobius_scalar_mul"),
+        bench=ball_bench(
+            "mobius_scalar_mul",
+            torch=_poincare_torch(_scalar_mul_forward),
+            torch_label="exp_0(r · log_0(x)) in torch ops; autograd backward",
+            # per row: log_0's two log1p and exp_0's tanh; the backward reuses them
+            transcendentals=lambda args, kwargs: 3 * _rows(1)(args, kwargs),
+        ),
     )
 )
 
@@ -550,7 +730,14 @@ register(
         edges=_matvec_edges,
         errors=_matvec_errors,
         notes=NOTES,
-        bench=ball_bench("mobius_matvec"),
+        bench=ball_bench(
+            "mobius_matvec",
+            torch=_poincare_torch(_matvec_forward),
+            torch_label="exp_0(log_0(x) @ Mᵀ) in torch ops; autograd backward",
+            # per row of x: log_0's two log1p and exp_0's tanh (one row of Mx per row of x)
+            transcendentals=lambda args, kwargs: 3 * _rows(1)(args, kwargs),
+            blas=_matvec_blas,
+        ),
     )
 )
 
@@ -621,7 +808,13 @@ register(
         edges=_expmap_edges,
         errors=_expmap_errors,
         notes=NOTES,
-        bench=ball_bench("poincare_expmap"),
+        bench=ball_bench(
+            "poincare_expmap",
+            torch=_poincare_torch(_expmap_forward),
+            torch_label="x ⊕ exp_0(v/β_x) in torch ops; autograd backward",
+            # one tanh per row (exp_0 of v/β_x); ⊕ is arithmetic
+            transcendentals=_rows(0),
+        ),
     )
 )
 
@@ -722,7 +915,13 @@ register(
         ],
         errors=lambda: _two_points_errors((VALID_X, VALID_Y), ("x", "y")),
         notes=NOTES,
-        bench=ball_bench("poincare_logmap"),
+        bench=ball_bench(
+            "poincare_logmap",
+            torch=_poincare_torch(_logmap_forward),
+            torch_label="β_x · artanh(u)/u · (−x ⊕ y), u² = q/D, in torch ops; autograd backward",
+            # per row: artanh u = log1p(u) − ½ log(1 − u²), one log1p and one log
+            transcendentals=lambda args, kwargs: 2 * _rows(0)(args, kwargs),
+        ),
     )
 )
 
@@ -737,7 +936,13 @@ register(
         ],
         errors=lambda: _two_points_errors((VALID_X, VALID_Y), ("x", "y")),
         notes=NOTES,
-        bench=ball_bench("poincare_distance"),
+        bench=ball_bench(
+            "poincare_distance",
+            torch=_poincare_torch(_distance_forward),
+            torch_label="log1p(δ + √(δ(δ + 2)))/√c in torch ops; autograd backward",
+            # one log1p per row (arcosh(1 + δ)); the backward needs only square roots
+            transcendentals=_rows(0),
+        ),
     )
 )
 
@@ -826,7 +1031,11 @@ register(
         edges=lambda: _three_args_edges(np.random.default_rng(26)),
         errors=lambda: _two_points_errors((VALID_X, VALID_Y, VALID_V), ("a", "b")),
         notes=NOTES,
-        bench=ball_bench("poincare_gyration"),
+        bench=ball_bench(
+            "poincare_gyration",
+            torch=_poincare_torch(torch_gyration),
+            torch_label="v + 2(A a + B b)/D in torch ops; autograd backward",
+        ),
     )
 )
 
@@ -838,7 +1047,11 @@ register(
         edges=lambda: _three_args_edges(np.random.default_rng(27)),
         errors=lambda: _two_points_errors((VALID_X, VALID_Y, VALID_V), ("x", "y")),
         notes=NOTES,
-        bench=ball_bench("poincare_parallel_transport"),
+        bench=ball_bench(
+            "poincare_parallel_transport",
+            torch=_poincare_torch(_parallel_transport_forward),
+            torch_label="β_y/β_x · gyr[y, −x] v in torch ops; autograd backward",
+        ),
     )
 )
 
@@ -888,6 +1101,10 @@ register(
         edges=_project_edges,
         errors=_project_errors,
         notes=NOTES,
-        bench=ball_bench("poincare_project"),
+        bench=ball_bench(
+            "poincare_project",
+            torch=_project_torch,
+            torch_label="x · clamp(r/torch.linalg.vector_norm(x), max=1) under no_grad",
+        ),
     )
 )

@@ -3,11 +3,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from refimpl.layers.poincare import SERIES_BELOW
 
 from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 from ...deviations import transcribes
-from .poincare import BOUNDARY, _ball_points, _directions, _random_c, ball_bench
+from .poincare import BOUNDARY, _ball_points, _directions, _random_c, ball_bench_sample
 
 NOTES = {
     "IDENTITY_INIT": "Z = ½·eye, r = 0: poincare_fc is the identity; zero columns have ‖z_k‖ = 0",
@@ -25,6 +29,125 @@ NOTES = {
 
 def _identity_Z(n_in, n_out):
     return 0.5 * np.eye(n_in, n_out), np.zeros(n_out)
+
+
+# -- the PyTorch baselines: the reference's formulas (refimpl/layers/poincare*.py) in torch ops --------
+# Shared with poincare_batchnorm.py. Each helper takes the torch module (imported by the bench
+# only); the forward is the reference's, with its clamps and series switches, and autograd
+# differentiates it.
+SERIES_U2 = SERIES_BELOW**2  # the series of f(u) = tanh(u)/u, artanh(u)/u below u = SERIES_BELOW
+
+
+def _below_one(dtype) -> float:
+    """The largest number below 1 in ``dtype`` (poincare_fc's cap on ``c‖x‖²``)."""
+    dtype = np.dtype(dtype)
+    return float(np.nextafter(dtype.type(1), dtype.type(0)))
+
+
+def _rows(a) -> int:
+    """The number of points (rows over the last axis) of ``a``."""
+    return a.size // a.shape[-1]
+
+
+def _t_c_norm2(torch, x, c):
+    """``c‖x‖²`` per row, keepdim."""
+    return c * torch.sum(x * x, dim=-1, keepdim=True)
+
+
+def _t_expmap0_factor(torch, u2):
+    """``tanh(u)/u`` from ``u² = c‖v‖²``, its series below the switch (expmap0_factors)."""
+    u2_lo = torch.clamp(u2, max=SERIES_U2)
+    u_hi = torch.sqrt(torch.clamp(u2, min=SERIES_U2))  # = max(u, 1e-3), no sqrt'(0) in autograd
+    return torch.where(u2 < SERIES_U2, 1 - u2_lo / 3 + 2 * u2_lo**2 / 15, torch.tanh(u_hi) / u_hi)
+
+
+def _t_logmap0_factor(torch, u2):
+    """``artanh(u)/u`` from ``u² = c‖y‖² < 1`` (logmap0_factors: log1p(u) − ½ log1p(−u²))."""
+    u2_lo = torch.clamp(u2, max=SERIES_U2)
+    u2_hi = torch.clamp(u2, min=SERIES_U2)
+    u_hi = torch.sqrt(u2_hi)
+    artanh = torch.log1p(u_hi) - 0.5 * torch.log1p(-u2_hi)
+    return torch.where(u2 < SERIES_U2, 1 + u2_lo / 3 + u2_lo**2 / 5, artanh / u_hi)
+
+
+def _t_artanh_factor(torch, u2, one_minus_u2):
+    """``artanh(u)/u`` with ``1 − u²`` given apart (artanh_factors)."""
+    u2_lo = torch.clamp(u2, max=SERIES_U2)
+    u_hi = torch.sqrt(torch.clamp(u2, min=SERIES_U2))
+    artanh = torch.log1p(u_hi) - 0.5 * torch.log(torch.clamp(one_minus_u2, max=1 - SERIES_U2))
+    return torch.where(u2 < SERIES_U2, 1 + u2_lo / 3 + u2_lo**2 / 5, artanh / u_hi)
+
+
+def _t_mobius_add(torch, x, y, c):
+    """``x ⊕ y`` in mobius_add's cancellation-free form."""
+    x_plus_y = x + y
+    beta_x = 1 - _t_c_norm2(torch, x, c)
+    beta_y = 1 - _t_c_norm2(torch, y, c)
+    q = _t_c_norm2(torch, x_plus_y, c)
+    return (beta_x * x_plus_y + q * x) / (beta_x * beta_y + q)
+
+
+def _t_expmap0(torch, v, c):
+    return _t_expmap0_factor(torch, _t_c_norm2(torch, v, c)) * v
+
+
+def _t_tangent_relu(torch, x, c, below_one):
+    """``exp_0(relu(log_0(x)))`` as _tangent_relu_forward (c‖x‖² capped below 1)."""
+    v = _t_logmap0_factor(torch, torch.clamp(_t_c_norm2(torch, x, c), max=below_one)) * x
+    return _t_expmap0(torch, torch.relu(v), c)
+
+
+def _t_fc(torch, x, Z, r, c, below_one):
+    """poincare_fc's forward: the hyperplane distances, then y with every exp scaled by e^{−M}."""
+    sqrt_c = math.sqrt(c)
+    beta = 1 - torch.clamp(_t_c_norm2(torch, x, c), max=below_one)
+    lam = 2 / beta
+    lam_minus_one = (2 - beta) / beta
+    zeta = torch.linalg.vector_norm(Z, dim=0)
+    z_hat = Z / torch.where(zeta > 0, zeta, torch.ones_like(zeta))
+    p = x @ z_hat
+    u = sqrt_c * lam * p * torch.cosh(2 * sqrt_c * r) - lam_minus_one * torch.sinh(2 * sqrt_c * r)
+    s = 2 * zeta * torch.asinh(u)
+    abs_s = s.abs()
+    # y does not depend on M (it cancels): detached, as the reference's backward treats it
+    big = torch.amax(abs_s, dim=-1, keepdim=True).detach()
+    t = torch.sign(s) * torch.exp(abs_s - big) * (-torch.expm1(-2 * abs_s)) / 2  # e^{−M} sinh(s)
+    scale = torch.exp(-big)
+    big_q = torch.sqrt(scale * scale + torch.sum(t * t, dim=-1, keepdim=True))
+    return t / (sqrt_c * (scale + big_q))
+
+
+def _fc_transcendentals(rows, m):
+    """One forward+backward of poincare_fc over ``rows`` points to ``m`` outputs: per output
+    asinh(u_k), e^{|s_k| − M} and e^{−2|s_k|} (expm1 in the forward, reused for cosh in the
+    backward); per row e^{−M}; per column cosh and sinh of 2√c r_k."""
+    return 3 * rows * m + rows + 2 * m
+
+
+def _fc_torch(torch, args, kwargs, cotangent):
+    x, Z, r = (torch.from_numpy(a).requires_grad_() for a in args)
+    c, below_one = float(kwargs.get("c", 1.0)), _below_one(args[0].dtype)
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        x.grad = Z.grad = r.grad = None
+        y = _t_fc(torch, x, Z, r, c, below_one)
+        y.backward(g)
+        return y
+
+    return step
+
+
+def _fc_blas(args, kwargs):
+    """The layer's products: p = x ẑ forward; ā Zᵀ (x̄) and xᵀ Ā (Z̄) backward."""
+    x = args[0].reshape(-1, args[0].shape[-1])
+    Z = args[1]
+    g_a = np.full((x.shape[0], Z.shape[1]), 0.5, dtype=x.dtype)
+
+    def step():
+        return x @ Z, g_a @ Z.T, x.T @ g_a
+
+    return step
 
 
 # -- poincare_fc ------------------------------------------------------------------------------
@@ -165,6 +288,67 @@ def _fc_errors():
     ]
 
 
+def _conv_geometry(args, kwargs):
+    """(k, stride, padding, Ho, Wo) of poincare_conv2d at these arguments."""
+    _, height, width, _ = args[0].shape
+    k, stride, pad = int(kwargs["kernel_size"]), int(kwargs.get("stride", 1)), int(kwargs.get("padding", 0))
+    return k, stride, pad, (height + 2 * pad - k) // stride + 1, (width + 2 * pad - k) // stride + 1
+
+
+def _beta_concat_ratio(piece_size, total_size):
+    """``B(n/2, ½)/B(n_i/2, ½)`` from log-Gamma (the reference's beta_concat_ratio)."""
+
+    def log_beta_half(a):
+        return math.lgamma(a) + math.lgamma(0.5) - math.lgamma(a + 0.5)
+
+    return math.exp(log_beta_half(total_size / 2) - log_beta_half(piece_size / 2))
+
+
+def _conv_torch(torch, args, kwargs, cotangent):
+    x, Z, r = (torch.from_numpy(a).requires_grad_() for a in args)
+    c, below_one = float(kwargs.get("c", 1.0)), _below_one(args[0].dtype)
+    k, stride, pad, _, _ = _conv_geometry(args, kwargs)
+    batch, _, _, n = args[0].shape
+    rho = _beta_concat_ratio(n, k * k * n)
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        x.grad = Z.grad = r.grad = None
+        v = _t_logmap0_factor(torch, torch.clamp(_t_c_norm2(torch, x, c), max=below_one)) * x
+        v_pad = torch.nn.functional.pad(v, (0, 0, pad, pad, pad, pad))  # zeros: log_0 of the origin
+        # (B, Ho, Wo, n, k, k) -> pixel-major windows (B, Ho, Wo, k·k·n), row (di·k + dj)·n + channel
+        windows = v_pad.unfold(1, k, stride).unfold(2, k, stride).permute(0, 1, 2, 4, 5, 3)
+        tangent = rho * windows.reshape(batch, windows.shape[1], windows.shape[2], k * k * n)
+        y = _t_fc(torch, _t_expmap0(torch, tangent, c), Z, r, c, below_one)
+        y.backward(g)
+        return y
+
+    return step
+
+
+def _conv_transcendentals(args, kwargs):
+    """Per pixel one artanh (log_0); per window one tanh (exp_0 of the β-concatenation); then
+    poincare_fc over the Ho·Wo windows (see _fc_transcendentals)."""
+    _, _, _, out_height, out_width = _conv_geometry(args, kwargs)
+    windows = args[0].shape[0] * out_height * out_width
+    return _rows(args[0]) + windows + _fc_transcendentals(windows, args[1].shape[1])
+
+
+def _conv_blas(args, kwargs):
+    """poincare_fc's products on the unfolded windows P (B·Ho·Wo, k²n): P ẑ forward; Ā Zᵀ and
+    Pᵀ Ā backward (unfold, fold and the maps are elementwise)."""
+    _, _, _, out_height, out_width = _conv_geometry(args, kwargs)
+    Z = args[1]
+    windows = args[0].shape[0] * out_height * out_width
+    P = np.full((windows, Z.shape[0]), 0.1, dtype=args[0].dtype)
+    g_a = np.full((windows, Z.shape[1]), 0.5, dtype=args[0].dtype)
+
+    def step():
+        return P @ Z, g_a @ Z.T, P.T @ g_a
+
+    return step
+
+
 def _conv_bench_sample(rng, rows, cols):
     """An image batch of ball points (8 × 32 × 32, 16 channels) through a 3×3 layer to 16."""
     x = _ball_points(rng, (8, 32, 32, 16), 1.0, rng.uniform(0.05, 0.95, (8, 32, 32)))
@@ -179,7 +363,15 @@ register(
         edges=_fc_edges,
         errors=_fc_errors,
         notes=NOTES,
-        bench=ball_bench("poincare_fc"),
+        bench=Bench(
+            make=ball_bench_sample("poincare_fc"),
+            torch=_fc_torch,
+            torch_label="torch: the reference's forward (λ, asinh, e^{−M}-scaled sinh) in torch ops; "
+            "autograd backward",
+            # see _fc_transcendentals; rows = every point of x
+            transcendentals=lambda args, kwargs: _fc_transcendentals(_rows(args[0]), args[1].shape[1]),
+            blas=_fc_blas,
+        ),
     )
 )
 
@@ -372,7 +564,15 @@ register(
         edges=_conv_edges,
         errors=_conv_errors,
         notes=NOTES,
-        bench=Bench(make=_conv_bench_sample, kwargs={"kernel_size": 3, "padding": 1}),
+        bench=Bench(
+            make=_conv_bench_sample,
+            kwargs={"kernel_size": 3, "padding": 1},
+            torch=_conv_torch,
+            torch_label="torch: log_0 per pixel, F.pad, Tensor.unfold windows, exp_0, the FC forward in "
+            "torch ops; autograd backward",
+            transcendentals=_conv_transcendentals,
+            blas=_conv_blas,
+        ),
     )
 )
 
@@ -416,6 +616,20 @@ def _relu_edges():
     ]
 
 
+def _relu_torch(torch, args, kwargs, cotangent):
+    x = torch.from_numpy(args[0]).requires_grad_()
+    c, below_one = float(kwargs.get("c", 1.0)), _below_one(args[0].dtype)
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        x.grad = None
+        o = _t_tangent_relu(torch, x, c, below_one)
+        o.backward(g)
+        return o
+
+    return step
+
+
 def _relu_errors():
     return [
         ErrorCase(
@@ -434,7 +648,14 @@ register(
         edges=_relu_edges,
         errors=_relu_errors,
         notes=NOTES,
-        bench=ball_bench("poincare_relu"),
+        bench=Bench(
+            make=ball_bench_sample("poincare_relu"),
+            torch=_relu_torch,
+            torch_label="torch: exp_0(relu(log_0 x)) with the reference's factors (log1p, tanh); "
+            "autograd backward",
+            # per point one artanh (log_0) and one tanh (exp_0)
+            transcendentals=lambda args, kwargs: 2 * _rows(args[0]),
+        ),
     )
 )
 
@@ -496,6 +717,23 @@ def _residual_edges():
     ]
 
 
+def _residual_torch(torch, args, kwargs, cotangent):
+    fx, x = (torch.from_numpy(a).requires_grad_() for a in args)
+    c, below_one = float(kwargs.get("c", 1.0)), _below_one(args[0].dtype)
+    activation = kwargs.get("activation", "tangent_relu")
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        fx.grad = x.grad = None
+        o = _t_mobius_add(torch, fx, x, c)
+        if activation == "tangent_relu":
+            o = _t_tangent_relu(torch, o, c, below_one)
+        o.backward(g)
+        return o
+
+    return step
+
+
 def _residual_errors():
     x = np.array([[0.1, 0.2]])
     return [
@@ -516,7 +754,16 @@ register(
         edges=_residual_edges,
         errors=_residual_errors,
         notes=NOTES,
-        bench=ball_bench("poincare_residual"),
+        bench=Bench(
+            make=ball_bench_sample("poincare_residual"),
+            torch=_residual_torch,
+            torch_label="torch: Möbius addition (the reference's stable form), then exp_0(relu(log_0 ·)); "
+            "autograd backward",
+            # Möbius addition is arithmetic; the tangent ReLU: per point one artanh and one tanh
+            transcendentals=lambda args, kwargs: (
+                0 if kwargs.get("activation", "tangent_relu") == "none" else 2 * _rows(args[0])
+            ),
+        ),
     )
 )
 

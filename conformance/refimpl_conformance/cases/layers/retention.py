@@ -151,6 +151,70 @@ def _retention_torch(torch, args, kwargs, cotangent):
         out = ((q @ k.transpose(-1, -2)) * mask) @ v
         q.grad = k.grad = v.grad = None
         out.backward(g)
+        return out
+
+    return step
+
+
+# -- the rooflines' matrix products (NumPy's BLAS, operands of the bench's shapes and dtype) -------
+def _swap(a):
+    return np.swapaxes(a, -1, -2)
+
+
+def _retention_parallel_blas(args, kwargs):
+    """The parallel form's six (N × N)-sized products per head: forward S = Q Kᵀ and O = M V;
+    backward V̄ = Mᵀ Ō, S̄ = Ō Vᵀ, Q̄ = S̄ K, K̄ = S̄ᵀ Q (the mask products are elementwise)."""
+    Q, K, V = args[:3]
+    G = np.ones_like(V)  # Ō
+
+    def step():
+        S = Q @ _swap(K)
+        g_S = G @ _swap(V)
+        return S @ V, _swap(S) @ G, g_S @ K, _swap(g_S) @ Q
+
+    return step
+
+
+def _retention_recurrent_blas(args, kwargs):
+    """The recurrent form's products per step n and head: S_n += k_nᵀ v_n, o_n = q_n S_n;
+    backward Q̄_n = ō_n S_nᵀ, Ā_n += q_nᵀ ō_n, K̄_n = v_n Ā_nᵀ, V̄_n = k_n Ā_n. Six
+    (d_k × d_v)·N products per head, timed as batched GEMMs of the same sizes (Kᵀ V, Q S,
+    Ō Sᵀ, Qᵀ Ō, V Āᵀ, K Ā with one (d_k, d_v) state per head): a lower bound on the scans."""
+    Q, K, V = args[:3]
+    G = np.ones_like(V)  # Ō
+
+    def step():
+        S = _swap(K) @ V
+        A = _swap(Q) @ G
+        return Q @ S, G @ _swap(S), V @ _swap(A), K @ A
+
+    return step
+
+
+def _retention_chunkwise_blas(args, kwargs):
+    """The chunkwise form's products, batched over the C = ⌈N/L⌉ chunks (zero-padded, as the Numba
+    backend does): inside a chunk the parallel form's six (L × L) products (Q Kᵀ, M V; Mᵀ Ō,
+    Ō Vᵀ, S̄ K, S̄ᵀ Q); across chunks the cross term Q R, the chunk summary Kᵀ V, and backward
+    Ō Rᵀ (Q̄), Qᵀ Ō (R̄), V R̄ᵀ (K̄), K R̄ (V̄); the decays and the state scan are elementwise."""
+    Q, K, V = args[:3]
+    batch, heads, length, d_k = Q.shape
+    d_v = V.shape[-1]
+    chunk = min(int(kwargs["chunk_size"]), length)
+    chunks = -(-length // chunk)
+
+    def blocks(width):
+        return np.ones((batch, heads, chunks, chunk, width), dtype=Q.dtype)
+
+    q, k, v, g = blocks(d_k), blocks(d_k), blocks(d_v), blocks(d_v)
+    R = np.ones((batch, heads, chunks, d_k, d_v), dtype=Q.dtype)  # the state entering each chunk
+
+    def step():
+        S = q @ _swap(k)
+        g_S = g @ _swap(v)
+        inner = (S @ v, _swap(S) @ g, g_S @ k, _swap(g_S) @ q)
+        g_R = _swap(q) @ g
+        cross = (q @ R, _swap(k) @ v, g @ _swap(R), v @ _swap(g_R), k @ g_R)
+        return inner + cross
 
     return step
 
@@ -186,6 +250,12 @@ for _name, _chunked in (
                 make=_bench_chunkwise_sample if _chunked else _bench_sample,
                 torch=_retention_torch,
                 torch_label=_TORCH_LABEL,
+                # no transcendentals declared: the only exps are the H·N decay powers γ_h^k, a table
+                blas={
+                    "retention_parallel": _retention_parallel_blas,
+                    "retention_recurrent": _retention_recurrent_blas,
+                    "retention_chunkwise": _retention_chunkwise_blas,
+                }[_name],
             ),
         )
     )
@@ -280,7 +350,10 @@ def _layer_torch(torch, args, kwargs, cotangent):
     x, W_Q, W_K, W_V, W_G, W_O = (torch.from_numpy(a).requires_grad_() for a in args[:6])
     heads, eps = kwargs["num_heads"], kwargs["eps"]
     batch, length, _ = x.shape
-    log_gamma = torch.log1p(-(2.0 ** (-5.0 - torch.arange(heads, dtype=torch.float64))))
+    if len(args) > 6 and args[6] is not None:
+        log_gamma = torch.log(torch.from_numpy(np.asarray(args[6])).double())
+    else:
+        log_gamma = torch.log1p(-(2.0 ** (-5.0 - torch.arange(heads, dtype=torch.float64))))
     index = torch.arange(length, dtype=torch.float64)
     distance = index[:, None] - index[None, :]
     mask = torch.where(distance >= 0, torch.exp(distance.clamp(min=0) * log_gamma[:, None, None]), 0.0)
@@ -308,6 +381,39 @@ def _layer_torch(torch, args, kwargs, cotangent):
         for a in (x, W_Q, W_K, W_V, W_G, W_O):
             a.grad = None
         y.backward(g)
+        return y
+
+    return step
+
+
+def _layer_blas(args, kwargs):
+    """The layer's 21 products. Forward: the projections x W_Qᵀ, x W_Kᵀ, x W_Vᵀ, x W_Gᵀ, per head
+    A = Q Kᵀ and P = A V, then y = Z W_Oᵀ. Backward: W̄_O = Ȳᵀ Z, Z̄ = Ȳ W_O, per head
+    V̄ = Aᵀ P̄, Ā = P̄ Vᵀ, Q̄ = S̄ K, K̄ = S̄ᵀ Q, and x̄ += R̄ W, W̄ = R̄ᵀ x for each of Q, K, V, G."""
+    x, W_Q, W_K, W_V, W_G, W_O = args[:6]
+    heads = kwargs["num_heads"]
+    batch, length, width = x.shape
+    rows = x.reshape(-1, width)
+    d_k, d_v = W_Q.shape[0] // heads, W_V.shape[0] // heads
+
+    def per_head(d):
+        return np.ones((batch, heads, length, d), dtype=x.dtype)
+
+    q, k, v, g_p = per_head(d_k), per_head(d_k), per_head(d_v), per_head(d_v)
+    Z = np.ones((batch * length, W_O.shape[1]), dtype=x.dtype)
+    g_y = np.ones((batch * length, width), dtype=x.dtype)
+    weights = dict(zip("QKVG", args[1:5], strict=True))
+    g_rows = {name: np.ones((batch * length, W.shape[0]), dtype=x.dtype) for name, W in weights.items()}
+
+    def step():
+        projections = [rows @ W.T for W in weights.values()]
+        A = q @ _swap(k)
+        g_A = g_p @ _swap(v)
+        head_products = (A @ v, _swap(A) @ g_p, g_A @ k, _swap(g_A) @ q)
+        out = (Z @ W_O.T, g_y.T @ Z, g_y @ W_O)
+        g_x = [g_rows[name] @ weights[name] for name in "QKVG"]
+        g_W = [g_rows[name].T @ rows for name in "QKVG"]
+        return projections, head_products, out, g_x, g_W
 
     return step
 
@@ -334,6 +440,12 @@ register(
             torch=_layer_torch,
             torch_label="torch: the same layer (parallel form, normalizations differentiated, "
             "per-head layer_norm), autograd backward",
+            # one exp per gate pre-activation, σ(U) for U = x W_Gᵀ (B·N·H·d_v, reused by swish'), and
+            # the H·N decay powers γ_h^k (the GroupNorm and decay-row normalizations take sqrt only)
+            transcendentals=lambda args, kwargs: (
+                args[0].shape[1] * (args[0].shape[0] * args[4].shape[0] + kwargs["num_heads"])
+            ),
+            blas=_layer_blas,
         ),
     )
 )

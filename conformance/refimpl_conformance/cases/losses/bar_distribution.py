@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+
+from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP
 
 from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
@@ -36,6 +40,102 @@ def _lead(rng, B):  # noqa: N803
 
 def _logits(rng, lead, M):  # noqa: N803
     return rng.standard_normal((*lead, M)) * float(rng.choice([0.5, 3.0, 10.0]))
+
+
+# -- PyTorch baselines ------------------------------------------------------------------------
+
+
+def _torch_bucket(torch, borders, y):
+    """searchsorted_left(b, y) − 1, with y = b_0 in bucket 0 (right-closed buckets)."""
+    k = torch.searchsorted(borders, y.detach(), side="left") - 1
+    return torch.where(y.detach() == borders[0], 0, k)
+
+
+def _torch_reduce(per_element, reduction):
+    if reduction == "mean":
+        return per_element.mean()
+    return per_element.sum() if reduction == "sum" else per_element
+
+
+def _nll_torch(torch, args, kwargs, cotangent):
+    """−log_softmax(z)_k + log w_k: F.cross_entropy at the bucket of y, plus the log width."""
+    F = torch.nn.functional
+    z = torch.from_numpy(args[0]).requires_grad_()
+    borders, y = torch.from_numpy(args[1]), torch.from_numpy(args[2])
+    g = torch.from_numpy(cotangent)
+    reduction = kwargs.get("reduction", "mean")
+    M = z.shape[-1]  # noqa: N806
+
+    def step():
+        z.grad = None
+        k = _torch_bucket(torch, borders, y)
+        log_widths = torch.log(borders[1:] - borders[:-1])
+        ce = F.cross_entropy(z.reshape(-1, M), k.reshape(-1), reduction="none").reshape(y.shape)
+        loss = _torch_reduce(ce + log_widths[k], reduction)
+        loss.backward(g)
+        return loss
+
+    return step
+
+
+def _full_support_torch(torch, args, kwargs, cotangent):
+    """F.cross_entropy at the clipped bucket, minus the uniform or half-normal log-density."""
+    F = torch.nn.functional
+    z = torch.from_numpy(args[0]).requires_grad_()
+    borders = torch.from_numpy(args[1])
+    y = torch.from_numpy(args[2]).requires_grad_()
+    g = torch.from_numpy(cotangent)
+    reduction = kwargs.get("reduction", "mean")
+    M = z.shape[-1]  # noqa: N806
+    half_log_2_over_pi = 0.5 * math.log(2 / math.pi)
+
+    def step():
+        z.grad = y.grad = None
+        k = _torch_bucket(torch, borders, y).clamp(0, M - 1)
+        ce = F.cross_entropy(z.reshape(-1, M), k.reshape(-1), reduction="none").reshape(y.shape)
+        s_left = (borders[1] - borders[0]) / HALF_NORMAL_MEDIAN
+        s_right = (borders[-1] - borders[-2]) / HALF_NORMAL_MEDIAN
+        left, right = k == 0, k == M - 1
+        gap = borders[1] - y
+        u_left = torch.where(gap > LEFT_TAIL_CLAMP, gap, torch.full_like(gap, LEFT_TAIL_CLAMP))
+        u_right = torch.where(right, y - borders[-2], torch.zeros_like(y))
+        log_hn_left = half_log_2_over_pi - torch.log(s_left) - u_left * u_left / (2 * s_left * s_left)
+        log_hn_right = half_log_2_over_pi - torch.log(s_right) - u_right * u_right / (2 * s_right * s_right)
+        log_widths = torch.log(borders[1:] - borders[:-1])
+        log_density = torch.where(left, log_hn_left, torch.where(right, log_hn_right, -log_widths[k]))
+        loss = _torch_reduce(ce - log_density, reduction)
+        loss.backward(g)
+        return loss
+
+    return step
+
+
+def _mean_torch(torch, args, kwargs, cotangent):
+    """softmax(z) @ m with the bucket means m (half-normal tail means when full_support)."""
+    z = torch.from_numpy(args[0]).requires_grad_()
+    borders = torch.from_numpy(args[1])
+    g = torch.from_numpy(cotangent)
+    full_support = kwargs.get("full_support", True)
+    sqrt_2_over_pi = math.sqrt(2 / math.pi)
+
+    def step():
+        z.grad = None
+        m = (borders[:-1] + borders[1:]) / 2
+        if full_support:
+            s_left = (borders[1] - borders[0]) / HALF_NORMAL_MEDIAN
+            s_right = (borders[-1] - borders[-2]) / HALF_NORMAL_MEDIAN
+            m = torch.cat(
+                [
+                    (borders[1] - s_left * sqrt_2_over_pi)[None],
+                    m[1:-1],
+                    (borders[-2] + s_right * sqrt_2_over_pi)[None],
+                ]
+            )
+        mean = torch.softmax(z, -1) @ m
+        mean.backward(g)
+        return mean
+
+    return step
 
 
 # -- bar_distribution_nll ---------------------------------------------------------------
@@ -127,7 +227,14 @@ register(
         edges=_nll_edges,
         errors=_nll_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "M": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "M": "cols"},
+            torch=_nll_torch,
+            torch_label="torch.searchsorted, F.cross_entropy + log width, mean; autograd backward",
+            # one exp per logit (the softmax; its backward reuses it), one log per row (the LSE),
+            # one log per bucket width
+            transcendentals=lambda args, kwargs: args[0].size + args[2].size + args[0].shape[-1],
+        ),
     )
 )
 
@@ -227,7 +334,15 @@ register(
         edges=_full_edges,
         errors=_full_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "M": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "M": "cols"},
+            torch=_full_support_torch,
+            torch_label="torch.searchsorted, F.cross_entropy − uniform/half-normal log-density, mean; "
+            "autograd backward",
+            # one exp per logit (the softmax; its backward reuses it), one log per row (the LSE),
+            # one log per bucket width and per tail scale (M + 2)
+            transcendentals=lambda args, kwargs: args[0].size + args[2].size + args[0].shape[-1] + 2,
+        ),
     )
 )
 
@@ -295,7 +410,13 @@ register(
         edges=_mean_edges,
         errors=_mean_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "M": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "M": "cols"},
+            torch=_mean_torch,
+            torch_label="torch.softmax @ bucket means (half-normal tails); autograd backward",
+            # one exp per logit (the softmax; the backward reuses p)
+            transcendentals=lambda args, kwargs: args[0].size,
+        ),
     )
 )
 

@@ -59,6 +59,25 @@ def _edges():
     ]
 
 
+def _comp_sum_torch(torch, args, kwargs, cotangent):
+    """ℓ = −expm1((τ − 1)·log p_y)/(τ − 1) from F.cross_entropy's −log p_y (τ = 1: that itself)."""
+    F = torch.nn.functional
+    z = torch.from_numpy(args[0]).requires_grad_()
+    y = torch.from_numpy(args[1]).long()
+    g = torch.from_numpy(cotangent)
+    tau, reduction = kwargs["tau"], kwargs.get("reduction", "mean")
+
+    def step():
+        z.grad = None
+        nll = F.cross_entropy(z, y, reduction="none")  # −log p_y per row
+        per_row = nll if tau == 1.0 else -torch.expm1((1.0 - tau) * nll) / (tau - 1.0)
+        loss = per_row.mean() if reduction == "mean" else per_row.sum() if reduction == "sum" else per_row
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "comp_sum_loss",
@@ -66,6 +85,15 @@ register(
         random=_random,
         edges=_edges,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "K": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "K": "cols"},
+            torch=_comp_sum_torch,
+            torch_label="F.cross_entropy per row, −expm1((τ − 1)·(−nll))/(τ − 1), mean; autograd backward",
+            # one exp per logit (the softmax; its backward reuses it) and one log per row (the LSE);
+            # τ ≠ 1 adds one expm1 per row (p_y^{τ−1} = expm1 + 1 serves the backward)
+            transcendentals=lambda args, kwargs: (
+                args[0].size + args[0].shape[0] * (1 if kwargs["tau"] == 1.0 else 2)
+            ),
+        ),
     )
 )

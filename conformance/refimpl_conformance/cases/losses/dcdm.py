@@ -70,6 +70,34 @@ def _errors():
     ]
 
 
+def _dcdm_torch(torch, args, kwargs, cotangent):
+    """α = qᵀb/qᵀAq, r = b − α A q, mean ‖r‖² in torch ops; autograd backward."""
+    A, b = torch.from_numpy(args[0]), torch.from_numpy(args[1])  # noqa: N806
+    q = torch.from_numpy(args[2]).requires_grad_()
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        q.grad = None
+        a_q = q @ A  # rows (A q_i)ᵀ; A is symmetric
+        alpha = (q * b).sum(1) / (q * a_q).sum(1)
+        r = b - alpha[:, None] * a_q
+        loss = (r * r).sum(1).mean()
+        loss.backward(g)
+        return loss
+
+    return step
+
+
+def _dcdm_blas(args, kwargs):
+    """q A (forward) and the backward's product of A with a (B, n) cotangent (r A, or ḡ Aᵀ)."""
+    A, b, q = args  # noqa: N806
+
+    def step():
+        return q @ A, b @ A
+
+    return step
+
+
 register(
     OpCases(
         "dcdm_loss",
@@ -78,6 +106,11 @@ register(
         edges=_edges,
         errors=_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": 64, "n": "cols"}),
+        bench=Bench(
+            sizes={"B": 64, "n": "cols"},
+            torch=_dcdm_torch,
+            torch_label="q @ A, row dots, residual, mean ‖r‖²; autograd backward",
+            blas=_dcdm_blas,
+        ),
     )
 )

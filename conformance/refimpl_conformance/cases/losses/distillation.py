@@ -99,16 +99,34 @@ def _errors():
 
 
 def _distillation_torch(torch, args, kwargs, cotangent):
-    """T²·KL(teacher ‖ student) with PyTorch's kl_div over log-softmaxes (batchmean over rows)."""
-    z_s, z_t = (torch.from_numpy(a.reshape(-1, a.shape[-1])).requires_grad_() for a in args)
+    """T²·KL(teacher ‖ student) with PyTorch's kl_div over log-softmaxes (its batchmean over
+    the rows is the op's mean); the other forms and reductions from the same log-softmaxes."""
+    z_s, z_t = (torch.from_numpy(a).requires_grad_() for a in args)
+    g = torch.from_numpy(np.asarray(cotangent))
     T, F = kwargs["temperature"], torch.nn.functional
+    scale = T * T if kwargs.get("scale", "T2") == "T2" else 1.0
+    form, reduction = kwargs.get("form", "kl"), kwargs.get("reduction", "mean")
+    K = args[0].shape[-1]
 
     def step():
-        loss = F.kl_div(
-            F.log_softmax(z_s / T, -1), F.log_softmax(z_t / T, -1), reduction="batchmean", log_target=True
-        )
         z_s.grad = z_t.grad = None
-        (loss * T * T).backward()
+        log_q = F.log_softmax(z_s.reshape(-1, K) / T, -1)
+        log_p = F.log_softmax(z_t.reshape(-1, K) / T, -1)
+        if form == "kl" and reduction == "mean":
+            loss = F.kl_div(log_q, log_p, reduction="batchmean", log_target=True) * scale
+        else:
+            if form == "kl":
+                rows = F.kl_div(log_q, log_p, reduction="none", log_target=True).sum(-1)
+            else:
+                rows = -(log_p.exp() * log_q).sum(-1)
+            rows = (rows * scale).reshape(args[0].shape[:-1])
+            loss = {
+                "mean": rows.mean,
+                "sum": rows.sum,
+                "batchmean": lambda: rows.sum() / args[0].shape[0],
+            }.get(reduction, lambda: rows)()
+        loss.backward(g)
+        return loss
 
     return step
 
@@ -124,7 +142,10 @@ register(
         bench=Bench(
             sizes={"B": "rows", "T": 1, "K": "cols"},
             torch=_distillation_torch,
-            torch_label="F.kl_div of F.log_softmax (log_target), ×T², batchmean",
+            torch_label="F.kl_div of F.log_softmax (log_target), ×T², batchmean; autograd backward",
+            # the student's and the teacher's softmax: one exp per logit of each and one log
+            # per row of each (the backward reuses p, q and log p)
+            transcendentals=lambda args, kwargs: 2 * (args[0].size + args[0][..., 0].size),
         ),
     )
 )

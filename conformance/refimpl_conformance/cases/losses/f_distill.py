@@ -149,6 +149,27 @@ def _vsd_errors():
     ]
 
 
+def _vsd_torch(torch, args, kwargs, cotangent):
+    """½·mean((x − sg[x − vsd_grad])²) with the weight w = h/(mean|x − x0_teacher| + 1e-6) detached."""
+    x = torch.from_numpy(args[0]).requires_grad_()
+    fake, teacher, h = (torch.from_numpy(a) for a in args[1:])
+    g = torch.from_numpy(cotangent)
+    batch, ones = x.shape[0], (1,) * (x.dim() - 1)
+
+    def step():
+        x.grad = None
+        with torch.no_grad():
+            distance = (x - teacher).abs().reshape(batch, -1).mean(1)
+            w = (h / (distance + 1e-6)).reshape(batch, *ones)
+            target = x - (fake - teacher) * w
+        difference = x - target
+        loss = 0.5 * (difference * difference).mean()
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "vsd_loss",
@@ -157,7 +178,11 @@ register(
         edges=_vsd_edges,
         errors=_vsd_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "C": 1, "D": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "C": 1, "D": "cols"},
+            torch=_vsd_torch,
+            torch_label="weight and stop-gradient target under no_grad, ½·mean of squares; autograd backward",
+        ),
     )
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..._cases import Bench, ErrorCase, OpCases, Sample, register
@@ -105,6 +107,67 @@ def _ldr_errors():
     ]
 
 
+# -- PyTorch baselines ------------------------------------------------------------------------
+def _torch_margins(torch, z, y, c, normalize):
+    """b_k = c·1[k≠y] + z̃_k − z̃_y (b_y = 0), z̃ the normalized logits."""
+    K = z.shape[-1]  # noqa: N806
+    if normalize == "softplus_mean":
+        u = torch.nn.functional.softplus(z)
+        z = u / u.mean(-1, keepdim=True)
+    elif normalize == "l1":
+        z = K * z / z.abs().sum(-1, keepdim=True)
+    b = z - z.gather(1, y[:, None]) + c
+    return b.scatter(1, y[:, None], 0.0)
+
+
+def _reduce_torch(per_row, reduction):
+    if reduction == "mean":
+        return per_row.mean()
+    return per_row.sum() if reduction == "sum" else per_row
+
+
+def _ldr_torch(torch, args, kwargs, cotangent):
+    """λ·(torch.logsumexp(b/λ) − log K) over the margins; autograd backward."""
+    z = torch.from_numpy(args[0]).requires_grad_()
+    y = torch.from_numpy(args[1]).long()
+    g = torch.from_numpy(cotangent)
+    c, lam = kwargs.get("c", 0.1), kwargs.get("lam", 10.0)
+    normalize, reduction = kwargs.get("normalize", "none"), kwargs.get("reduction", "mean")
+    log_k = math.log(z.shape[-1])
+
+    def step():
+        z.grad = None
+        b = _torch_margins(torch, z, y, c, normalize)
+        loss = _reduce_torch(lam * (torch.logsumexp(b / lam, -1) - log_k), reduction)
+        loss.backward(g)
+        return loss
+
+    return step
+
+
+def _aldr_torch(torch, args, kwargs, cotangent):
+    """λ_i·(torch.logsumexp(b/λ_i) − log K) − α log K (λ_i − λ0)²/(2λ0); autograd backward."""
+    z = torch.from_numpy(args[0]).requires_grad_()
+    y, lam = torch.from_numpy(args[1]).long(), torch.from_numpy(args[2])
+    ids = torch.from_numpy(args[3]).long()
+    g = torch.from_numpy(cotangent)
+    c, lam0, alpha = kwargs.get("c", 0.1), kwargs.get("lam0", 10.0), kwargs.get("alpha", 2.0)
+    normalize, reduction = kwargs.get("normalize", "none"), kwargs.get("reduction", "mean")
+    log_k = math.log(z.shape[-1])
+
+    def step():
+        z.grad = None
+        lam_rows = lam[ids]
+        b = _torch_margins(torch, z, y, c, normalize)
+        penalty = alpha * log_k / (2 * lam0) * (lam_rows - lam0) ** 2
+        per_row = lam_rows * (torch.logsumexp(b / lam_rows[:, None], -1) - log_k) - penalty
+        loss = _reduce_torch(per_row, reduction)
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "ldr_kl_loss",
@@ -113,7 +176,18 @@ register(
         edges=_ldr_edges,
         errors=_ldr_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "K": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "K": "cols"},
+            torch=_ldr_torch,
+            torch_label="margins (gather, scatter), λ·(torch.logsumexp(b/λ) − log K), mean; autograd",
+            # one exp per logit (exp(b/λ − max); the backward's softmax reuses it), one log per row;
+            # normalize="softplus_mean" adds exp(−|z|) and log1p per logit (the backward's σ reuses the exp)
+            transcendentals=lambda args, kwargs: (
+                args[0].size
+                + args[0].shape[0]
+                + (2 * args[0].size if kwargs.get("normalize", "none") == "softplus_mean" else 0)
+            ),
+        ),
     )
 )
 
@@ -211,7 +285,19 @@ register(
         edges=_aldr_edges,
         errors=_aldr_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "K": "cols", "N": "rows"}),
+        bench=Bench(
+            sizes={"B": "rows", "K": "cols", "N": "rows"},
+            torch=_aldr_torch,
+            torch_label="margins (gather, scatter), λ_i·(torch.logsumexp(b/λ_i) − log K) − penalty, mean; "
+            "autograd backward",
+            # one exp per logit (exp(b/λ − max); the backward's softmax reuses it), one log per row;
+            # normalize="softplus_mean" adds exp(−|z|) and log1p per logit (the backward's σ reuses the exp)
+            transcendentals=lambda args, kwargs: (
+                args[0].size
+                + args[0].shape[0]
+                + (2 * args[0].size if kwargs.get("normalize", "none") == "softplus_mean" else 0)
+            ),
+        ),
     )
 )
 

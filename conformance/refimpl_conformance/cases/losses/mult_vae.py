@@ -80,12 +80,13 @@ def _ll_errors():
 def _multinomial_torch(torch, args, kwargs, cotangent):
     """Σ_i x_i log softmax(f)_i per row with PyTorch's log_softmax."""
     logits = torch.from_numpy(args[0]).requires_grad_()
-    x, g = torch.from_numpy(args[1]), torch.from_numpy(cotangent)
+    x, g = torch.from_numpy(args[1]), torch.from_numpy(np.asarray(cotangent))
 
     def step():
-        value = (x * torch.nn.functional.log_softmax(logits, -1)).sum(-1)
         logits.grad = None
+        value = (x * torch.nn.functional.log_softmax(logits, -1)).sum(-1)
         value.backward(g)
+        return value
 
     return step
 
@@ -101,7 +102,9 @@ register(
         bench=Bench(
             sizes={"B": "rows", "I": "cols"},
             torch=_multinomial_torch,
-            torch_label="(x · F.log_softmax(logits)).sum(-1)",
+            torch_label="(x · F.log_softmax(logits)).sum(-1); autograd backward",
+            # the softmax: one exp per logit and one log per row (the backward reuses p)
+            transcendentals=lambda args, kwargs: args[0].size + args[0][..., 0].size,
         ),
     )
 )
@@ -169,6 +172,23 @@ def _loss_errors():
     ]
 
 
+def _mult_vae_torch(torch, args, kwargs, cotangent):
+    """The β-weighted negative ELBO with PyTorch's log_softmax; autograd backward."""
+    logits, mu, logvar = (torch.from_numpy(args[k]).requires_grad_() for k in (0, 2, 3))
+    x, g = torch.from_numpy(args[1]), torch.from_numpy(np.asarray(cotangent))
+    beta = kwargs["beta"]
+
+    def step():
+        logits.grad = mu.grad = logvar.grad = None
+        neg_ll = -(x * torch.nn.functional.log_softmax(logits, -1)).sum(-1).mean()
+        kl = (0.5 * (-logvar + torch.exp(logvar) + mu * mu - 1)).sum(-1).mean()
+        loss = neg_ll + beta * kl
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "mult_vae_loss",
@@ -177,7 +197,16 @@ register(
         edges=_loss_edges,
         errors=_loss_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "I": "cols", "d": 64}),
+        bench=Bench(
+            sizes={"B": "rows", "I": "cols", "d": 64},
+            kwargs={"beta": 0.2},  # the official anneal cap (β is required; the sampler may draw 0)
+            torch=_mult_vae_torch,
+            torch_label="−mean (x · F.log_softmax(f)).sum(-1) + β·mean ½Σ(−logvar + exp(logvar) + mu² − 1); "
+            "autograd backward",
+            # one exp per logit and one log per row (the softmax, reused by the backward) and
+            # one exp per log-variance (reused by the backward)
+            transcendentals=lambda args, kwargs: args[0].size + args[0].shape[0] + args[3].size,
+        ),
     )
 )
 

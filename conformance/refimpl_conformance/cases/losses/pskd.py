@@ -61,12 +61,14 @@ def _schedule_errors():
 def _pskd_torch(torch, args, kwargs, cotangent):
     """PyTorch's cross-entropy with probability targets (the official PS-KD loss)."""
     z = torch.from_numpy(args[0]).requires_grad_()
-    targets = torch.from_numpy(args[1])
+    targets, g = torch.from_numpy(args[1]), torch.from_numpy(np.asarray(cotangent))
+    reduction = kwargs.get("reduction", "mean")
 
     def step():
-        loss = torch.nn.functional.cross_entropy(z, targets)
         z.grad = None
-        loss.backward()
+        loss = torch.nn.functional.cross_entropy(z, targets, reduction=reduction)
+        loss.backward(g)
+        return loss
 
     return step
 
@@ -170,7 +172,9 @@ register(
         bench=Bench(
             sizes={"B": "rows", "K": "cols"},
             torch=_pskd_torch,
-            torch_label="F.cross_entropy with probability targets",
+            torch_label="F.cross_entropy with probability targets; autograd backward",
+            # the softmax: one exp per logit and one log per row (the backward reuses p)
+            transcendentals=lambda args, kwargs: args[0].size + args[0].shape[0],
         ),
     )
 )

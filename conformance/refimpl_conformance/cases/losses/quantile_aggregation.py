@@ -73,6 +73,26 @@ def _pinball_errors():
     ]
 
 
+def _reduce(values, reduction):
+    return {"mean": values.mean, "sum": values.sum}.get(reduction, lambda: values)()
+
+
+def _pinball_torch(torch, args, kwargs, cotangent):
+    """max(τu, (τ − 1)u) of u = y − q with torch.maximum; autograd backward."""
+    y, tau = torch.from_numpy(args[0]), torch.from_numpy(args[2])
+    q = torch.from_numpy(args[1]).requires_grad_()
+    g, reduction = torch.from_numpy(np.asarray(cotangent)), kwargs.get("reduction", "mean")
+
+    def step():
+        q.grad = None
+        u = y[:, None] - q
+        loss = _reduce(torch.maximum(tau * u, (tau - 1) * u), reduction)
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "pinball_loss",
@@ -81,7 +101,11 @@ register(
         edges=_pinball_edges,
         errors=_pinball_errors,
         notes=NOTES,
-        bench=Bench(sizes={"N": "rows", "L": "cols"}),
+        bench=Bench(
+            sizes={"N": "rows", "L": "cols"},
+            torch=_pinball_torch,
+            torch_label="torch.maximum(τ·u, (τ − 1)·u), u = y − q, mean; autograd backward",
+        ),
     )
 )
 
@@ -151,6 +175,26 @@ def _wis_errors():
     ]
 
 
+def _wis_torch(torch, args, kwargs, cotangent):
+    """The interval scores of the K central intervals and |y − m|, with torch.relu and abs."""
+    y, tau = torch.from_numpy(args[0])[:, None], torch.from_numpy(args[2])
+    q = torch.from_numpy(args[1]).requires_grad_()
+    g, reduction = torch.from_numpy(np.asarray(cotangent)), kwargs.get("reduction", "mean")
+    k = args[1].shape[1] // 2
+    alphas = 2 * tau[:k]
+
+    def step():
+        q.grad = None
+        lower, median, upper = q[:, :k], q[:, k], q[:, k + 1 :].flip(1)
+        interval = (upper - lower) + (2 / alphas) * (torch.relu(lower - y) + torch.relu(y - upper))
+        wis = (0.5 * (y[:, 0] - median).abs() + (alphas / 2 * interval).sum(-1)) / (k + 0.5)
+        loss = _reduce(wis, reduction)
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "weighted_interval_score",
@@ -159,7 +203,11 @@ register(
         edges=_wis_edges,
         errors=_wis_errors,
         notes=NOTES,
-        bench=Bench(sizes={"N": "rows", "K": 511}),
+        bench=Bench(
+            sizes={"N": "rows", "K": 511},
+            torch=_wis_torch,
+            torch_label="(u − l) + (2/α)(relu(l − y) + relu(y − u)), ½|y − m|, weighted; autograd backward",
+        ),
     )
 )
 
@@ -200,6 +248,21 @@ def _aggregation_errors():
     ]
 
 
+def _aggregation_torch(torch, args, kwargs, cotangent):
+    """torch.softmax of θ over the members, then torch.einsum over j; autograd backward."""
+    members, theta = (torch.from_numpy(a).requires_grad_() for a in args)
+    g = torch.from_numpy(np.asarray(cotangent))
+    spec = "njl,j->nl" if theta.ndim == 1 else "njl,jl->nl"
+
+    def step():
+        members.grad = theta.grad = None
+        quantiles = torch.einsum(spec, members, torch.softmax(theta, dim=0))
+        quantiles.backward(g)
+        return quantiles
+
+    return step
+
+
 register(
     OpCases(
         "quantile_aggregation",
@@ -208,7 +271,11 @@ register(
         edges=_aggregation_edges,
         errors=_aggregation_errors,
         notes=NOTES,
-        bench=Bench(sizes={"N": "rows", "J": 4, "L": "cols"}),
+        bench=Bench(
+            sizes={"N": "rows", "J": 4, "L": "cols"},
+            torch=_aggregation_torch,
+            torch_label="torch.softmax(θ, 0), torch.einsum over the members; autograd backward",
+        ),
     )
 )
 

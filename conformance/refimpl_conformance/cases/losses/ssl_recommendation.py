@@ -85,12 +85,33 @@ def _infonce_torch(torch, args, kwargs, cotangent):
     """α·CE(normalize(z) normalize(z')ᵀ/τ, diagonal) with PyTorch's own functions."""
     z, z_prime = (torch.from_numpy(a).requires_grad_() for a in args)
     F, labels = torch.nn.functional, torch.arange(args[0].shape[0])
+    g, eps = torch.from_numpy(np.asarray(cotangent)), kwargs.get("eps", 0.0)
+
+    def normalize(v):
+        if eps == 0.0:
+            return F.normalize(v, dim=-1)
+        return v / torch.sqrt((v * v).sum(-1, keepdim=True) + eps)
 
     def step():
-        logits = F.normalize(z, dim=-1) @ F.normalize(z_prime, dim=-1).T / kwargs["temperature"]
-        loss = kwargs["alpha"] * F.cross_entropy(logits, labels)
         z.grad = z_prime.grad = None
-        loss.backward()
+        logits = normalize(z) @ normalize(z_prime).T / kwargs["temperature"]
+        loss = F.cross_entropy(logits, labels)
+        if kwargs.get("symmetric", False):
+            loss = (loss + F.cross_entropy(logits.T, labels)) / 2
+        loss = kwargs["alpha"] * loss
+        loss.backward(g)
+        return loss
+
+    return step
+
+
+def _infonce_blas(args, kwargs):
+    """The products of S = ẐẐ'ᵀ/τ: forward ``Ẑ Ẑ'ᵀ``; backward ``S̄ Ẑ'`` and ``S̄ᵀ Ẑ``."""
+    z, z_prime = args
+    g_s = np.ones((z.shape[0], z_prime.shape[0]), dtype=z.dtype)
+
+    def step():
+        return z @ z_prime.T, g_s @ z_prime, g_s.T @ z
 
     return step
 
@@ -99,11 +120,13 @@ def _logq_torch(torch, args, kwargs, cotangent):
     """CE(s − log p) over the in-batch items with PyTorch's cross-entropy."""
     scores = torch.from_numpy(args[0]).requires_grad_()
     log_p, labels = torch.from_numpy(args[1]), torch.arange(args[0].shape[0])
+    g, reduction = torch.from_numpy(np.asarray(cotangent)), kwargs.get("reduction", "mean")
 
     def step():
-        loss = torch.nn.functional.cross_entropy(scores - log_p, labels)
         scores.grad = None
-        loss.backward()
+        loss = torch.nn.functional.cross_entropy(scores - log_p, labels, reduction=reduction)
+        loss.backward(g)
+        return loss
 
     return step
 
@@ -119,7 +142,13 @@ register(
         bench=Bench(
             sizes={"N": 2048, "D": 256},
             torch=_infonce_torch,
-            torch_label="F.normalize, a matmul and F.cross_entropy",
+            torch_label="F.normalize, a matmul and F.cross_entropy; autograd backward",
+            # the row softmax of S (N, N): one exp per entry and one log per row, twice with
+            # symmetric=True (the softmax of Sᵀ); the backward reuses them
+            transcendentals=lambda args, kwargs: (
+                (2 if kwargs.get("symmetric", False) else 1) * (args[0].shape[0] ** 2 + args[0].shape[0])
+            ),
+            blas=_infonce_blas,
         ),
     )
 )
@@ -168,7 +197,11 @@ register(
         edges=_logq_edges,
         notes=NOTES,
         bench=Bench(
-            sizes={"N": 4096}, torch=_logq_torch, torch_label="F.cross_entropy(scores − log p, arange)"
+            sizes={"N": 4096},
+            torch=_logq_torch,
+            torch_label="F.cross_entropy(scores − log p, arange); autograd backward",
+            # the row softmax of u: one exp per score and one log per row (the backward reuses p)
+            transcendentals=lambda args, kwargs: args[0].size + args[0].shape[0],
         ),
     )
 )

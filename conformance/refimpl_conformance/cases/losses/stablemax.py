@@ -47,6 +47,46 @@ def _stablemax_edges():
     ]
 
 
+def _torch_s(torch, z):
+    """s(z) = z + 1 (z ≥ 0), 1/(1 − z) (z < 0), each branch on its own half-line (no inf in the other)."""
+    return torch.where(z >= 0, z + 1, 1 / (1 - z.clamp(max=0)))
+
+
+def _stablemax_torch(torch, args, kwargs, cotangent):
+    """s(z)/Σ s(z) with torch.where branches; autograd backward."""
+    z = torch.from_numpy(args[0]).requires_grad_()
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        z.grad = None
+        s = _torch_s(torch, z)
+        p = s / s.sum(-1, keepdim=True)
+        p.backward(g)
+        return p
+
+    return step
+
+
+def _stablemax_ce_torch(torch, args, kwargs, cotangent):
+    """log Σ s(z) − log s(z_y) with torch.where branches, mean; autograd backward."""
+    z = torch.from_numpy(args[0]).requires_grad_()
+    y = torch.from_numpy(args[1]).long()
+    g = torch.from_numpy(cotangent)
+    reduction, upcast = kwargs.get("reduction", "mean"), kwargs.get("compute_in_float64", False)
+
+    def step():
+        z.grad = None
+        x = z.double() if upcast else z
+        s = _torch_s(torch, x)
+        per_row = torch.log(s.sum(-1)) - torch.log(s.gather(1, y[:, None])[:, 0])
+        loss = per_row.mean() if reduction == "mean" else per_row.sum() if reduction == "sum" else per_row
+        loss = loss.to(z.dtype)
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 # the catalog's published values (losses.md, StableMax): z = [1, −2, 0.5], y = 2
 CATALOG_Z, CATALOG_Y = np.array([[1.0, -2.0, 0.5]]), np.array([2])
 
@@ -83,7 +123,12 @@ register(
         edges=_stablemax_edges,
         known=_stablemax_known,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "K": "cols"}),
+        # s(z) and the backward's 1/(1 + |z|) are divisions: no exp-class work to declare
+        bench=Bench(
+            sizes={"B": "rows", "K": "cols"},
+            torch=_stablemax_torch,
+            torch_label="torch.where branches of s, s/Σs; autograd backward",
+        ),
     )
 )
 
@@ -137,7 +182,13 @@ register(
         edges=_ce_edges,
         known=_ce_known,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "K": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "K": "cols"},
+            torch=_stablemax_ce_torch,
+            torch_label="torch.where branches of s, log Σs − log s_y, mean; autograd backward",
+            # two logs per row (log Σ_j s_j and log s_y); s itself is divisions only
+            transcendentals=lambda args, kwargs: 2 * args[0].shape[0],
+        ),
     )
 )
 

@@ -70,6 +70,29 @@ def _errors():
     ]
 
 
+def _z_loss_torch(torch, args, kwargs, cotangent):
+    """Two-pass standardization, F.softplus(a(b − z_c))/a, mean; autograd backward."""
+    F = torch.nn.functional
+    o = torch.from_numpy(args[0]).requires_grad_()
+    c = torch.from_numpy(args[1]).long()
+    g = torch.from_numpy(cotangent)
+    a, b, eps = kwargs["a"], kwargs["b"], kwargs.get("eps", 0.0)
+    reduction = kwargs.get("reduction", "mean")
+
+    def step():
+        o.grad = None
+        centered = o - o.mean(-1, keepdim=True)
+        sigma = torch.sqrt((centered * centered).mean(-1) + eps)
+        z_c = centered.gather(1, c[:, None])[:, 0] / sigma
+        # threshold=inf: the exact softplus (PyTorch's default returns x itself above 20)
+        per_row = F.softplus(a * (b - z_c), threshold=float("inf")) / a
+        loss = per_row.mean() if reduction == "mean" else per_row.sum() if reduction == "sum" else per_row
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "z_loss",
@@ -79,6 +102,12 @@ register(
         errors=_errors,
         defaults={"eps": 0.0, "reduction": "mean"},
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "D": "cols"}),
+        bench=Bench(
+            sizes={"B": "rows", "D": "cols"},
+            torch=_z_loss_torch,
+            torch_label="two-pass mean/std, gather, F.softplus(a(b − z_c))/a, mean; autograd backward",
+            # per row: the softplus's exp(−|x|) and log1p (the backward's sigmoid reuses the exp)
+            transcendentals=lambda args, kwargs: 2 * args[0].shape[0],
+        ),
     )
 )

@@ -71,6 +71,7 @@ def _atlas_torch(torch, args, kwargs, cotangent):
         lam.grad = None
         theta = theta0 + taus @ lam
         theta.backward(g_theta)
+        return theta
 
     return step
 
@@ -85,7 +86,9 @@ register(
         notes=NOTES,
         defaults={},
         bench=Bench(
-            sizes={"n": 2**21, "T": 4}, torch=_atlas_torch, torch_label="theta0 + taus @ lam, autograd"
+            sizes={"n": 2**21, "T": 4},
+            torch=_atlas_torch,
+            torch_label="theta0 + taus @ lam, autograd",
         ),
     )
 )

@@ -120,6 +120,46 @@ def _merge_edges():
     ]
 
 
+def _merge_torch(torch, args, kwargs, cotangent):
+    """σ(a); each run of equal-sized chunks viewed as (chunks, size, K) times its α (a batched
+    matvec), concatenated, then θ₀ + Σ; autograd for ā."""
+    theta0, taus = torch.from_numpy(args[0]), torch.from_numpy(args[1])
+    a = torch.from_numpy(args[2]).requires_grad_()
+    g_theta = torch.from_numpy(cotangent)
+    n, (num_experts, num_chunks) = args[0].size, args[2].shape
+    if kwargs.get("official_chunking", True):  # torch.chunk: chunks of ⌈n/C⌉, possibly fewer than C
+        size = -(-n // num_chunks)
+        sizes = [min((c + 1) * size, n) - min(c * size, n) for c in range(num_chunks)]
+    else:  # torch.tensor_split: C chunks, the first n mod C one element larger
+        small, larger = divmod(n, num_chunks)
+        sizes = [small + (c < larger) for c in range(num_chunks)]
+    runs, start = [], 0  # (first chunk, last chunk + 1, first element, chunk size), non-empty only
+    for c, size in enumerate(sizes):
+        if size and runs and runs[-1][3] == size:
+            runs[-1][1] = c + 1
+        elif size:
+            runs.append([c, c + 1, start, size])
+        start += size
+    tau = taus.reshape(n, num_experts)
+
+    def step():
+        a.grad = None
+        alpha = torch.sigmoid(a)  # (K, C)
+        parts = [
+            torch.matmul(
+                tau[first : first + (end - c) * size].reshape(end - c, size, num_experts),
+                alpha[:, c:end].T.unsqueeze(-1),
+            ).reshape(-1)
+            for c, end, first, size in runs
+        ]
+        combined = torch.cat(parts) if len(parts) > 1 else parts[0]
+        theta = theta0 + combined.reshape(theta0.shape)
+        theta.backward(g_theta)
+        return theta
+
+    return step
+
+
 register(
     OpCases(
         "expert_merging",
@@ -127,7 +167,11 @@ register(
         random=_merge_random,
         edges=_merge_edges,
         notes=NOTES,
-        bench=Bench(sizes={"n": 2**21, "K": 4, "C": 64}),
+        bench=Bench(
+            sizes={"n": 2**21, "K": 4, "C": 64},
+            torch=_merge_torch,
+            torch_label="torch.sigmoid; per run of equal chunks (chunks, size, K) @ α; θ₀ + Σ; autograd",
+        ),
     )
 )
 
@@ -168,6 +212,22 @@ def _regularizer_edges():
     ]
 
 
+def _regularizer_torch(torch, args, kwargs, cotangent):
+    """λ·Σ|σ(a) − t| / (N/K) with torch.sigmoid and Tensor.abs; autograd (sign(0) = 0 as here)."""
+    a = torch.from_numpy(args[0]).requires_grad_()
+    g_loss = torch.from_numpy(np.asarray(cotangent))
+    weight, target = kwargs.get("weight", 0.1), kwargs.get("target", 0.1)
+    per_expert = a.numel() // kwargs["num_experts"]
+
+    def step():
+        a.grad = None
+        loss = weight * (torch.sigmoid(a) - target).abs().sum() / per_expert
+        loss.backward(g_loss)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "expert_merging_coefficient_regularizer",
@@ -178,7 +238,13 @@ register(
             ErrorCase("K does not divide a.size", (np.zeros((2, 3)),), {"num_experts": 4}, match="divisor"),
         ],
         notes=NOTES,
-        bench=Bench(sizes={"K": 8, "M": 4096}),
+        bench=Bench(
+            sizes={"K": 8, "M": 4096},
+            torch=_regularizer_torch,
+            torch_label="weight·|torch.sigmoid(a) − target|.sum()/(N/K); autograd",
+            # one exp per coefficient (sigmoid); the backward reuses α(1 − α)
+            transcendentals=lambda args, kwargs: args[0].size,
+        ),
     )
 )
 
@@ -187,6 +253,20 @@ register(
 def _mse_random(rng, L, B, D):  # noqa: N803
     h_expert = rng.standard_normal((L, B, D))
     return Sample("random", (h_expert + 0.3 * rng.standard_normal((L, B, D)), h_expert))
+
+
+def _mse_torch(torch, args, kwargs, cotangent):
+    """F.mse_loss (mean over every element); autograd for both inputs."""
+    h_merged, h_expert = (torch.from_numpy(a).requires_grad_() for a in args)
+    g_loss = torch.from_numpy(np.asarray(cotangent))
+
+    def step():
+        h_merged.grad = h_expert.grad = None
+        loss = torch.nn.functional.mse_loss(h_merged, h_expert)
+        loss.backward(g_loss)
+        return loss
+
+    return step
 
 
 register(
@@ -201,6 +281,10 @@ register(
         ],
         errors=lambda: [],
         notes=NOTES,
-        bench=Bench(sizes={"L": 4, "B": "rows", "D": "cols"}),
+        bench=Bench(
+            sizes={"L": 4, "B": "rows", "D": "cols"},
+            torch=_mse_torch,
+            torch_label="F.mse_loss; autograd",
+        ),
     )
 )

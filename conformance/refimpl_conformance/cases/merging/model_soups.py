@@ -68,7 +68,8 @@ def _uniform_torch(torch, args, kwargs, cotangent):
     thetas = torch.from_numpy(args[0])
 
     def step():
-        return thetas.mean(dim=-1)
+        with torch.no_grad():
+            return thetas.mean(dim=-1)
 
     return step
 
@@ -231,6 +232,7 @@ def _learned_torch(torch, args, kwargs, cotangent):
         alpha.grad = None
         theta = thetas @ torch.softmax(alpha, dim=0)
         theta.backward(g_theta)
+        return theta
 
     return step
 

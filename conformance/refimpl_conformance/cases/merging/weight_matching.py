@@ -233,7 +233,8 @@ def _interpolate_torch(torch, args, kwargs, cotangent):
     lam = kwargs.get("lam", 0.5)
 
     def step():
-        return torch.lerp(theta_a, theta_b, lam)
+        with torch.no_grad():
+            return torch.lerp(theta_a, theta_b, lam)
 
     return step
 

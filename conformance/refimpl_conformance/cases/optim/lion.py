@@ -127,6 +127,22 @@ def _lion_bench_sample(rng, rows, cols):
     )
 
 
+def _lion_torch(torch, args, kwargs, cotangent):
+    """The official update written functionally (new tensors, the inputs untouched)."""
+    params, grads, momentum = (torch.from_numpy(a) for a in args)
+    lr, wd = kwargs.get("lr", 1e-4), kwargs.get("weight_decay", 0.0)
+    beta1, beta2 = kwargs.get("beta1", 0.9), kwargs.get("beta2", 0.99)
+
+    def step():
+        with torch.no_grad():
+            c = momentum * beta1 + grads * (1 - beta1)
+            new_params = params * (1 - lr * wd) - torch.sign(c) * lr
+            new_momentum = momentum * beta2 + grads * (1 - beta2)
+            return new_params, new_momentum
+
+    return step
+
+
 register(
     OpCases(
         "lion_step",
@@ -134,7 +150,12 @@ register(
         random=_step_random,
         edges=_step_edges,
         notes=NOTES,
-        bench=Bench(make=_lion_bench_sample, kwargs={"lr": 1e-4, "weight_decay": 0.1}),
+        bench=Bench(
+            make=_lion_bench_sample,
+            kwargs={"lr": 1e-4, "weight_decay": 0.1},
+            torch=_lion_torch,
+            torch_label="c = β1·m + (1 − β1)·g; θ(1 − ηλ) − η·torch.sign(c); β2·m + (1 − β2)·g (no in-place)",
+        ),
     )
 )
 
@@ -150,6 +171,17 @@ def _init_edges():
     ]
 
 
+def _lion_init_torch(torch, args, kwargs, cotangent):
+    """torch.zeros_like, as the official code initializes the state."""
+    params = torch.from_numpy(args[0])
+
+    def step():
+        with torch.no_grad():
+            return torch.zeros_like(params)
+
+    return step
+
+
 register(
     OpCases(
         "lion_init",
@@ -157,6 +189,10 @@ register(
         random=_init_random,
         edges=_init_edges,
         notes=NOTES,
-        bench=Bench(make=lambda rng, rows, cols: Sample("bench", (rng.standard_normal((rows, cols)),))),
+        bench=Bench(
+            make=lambda rng, rows, cols: Sample("bench", (rng.standard_normal((rows, cols)),)),
+            torch=_lion_init_torch,
+            torch_label="torch.zeros_like(params) (the official state init)",
+        ),
     )
 )

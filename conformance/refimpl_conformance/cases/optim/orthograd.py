@@ -105,13 +105,15 @@ def _bench_sample(rng, rows, cols):
 def _orthograd_torch(torch, args, kwargs, cotangent):
     """The official OrthoGrad projection and rescaling, in PyTorch (torch.dot, norm)."""
     w, g = (torch.from_numpy(a).reshape(-1) for a in args)
+    shape = args[1].shape
     rescale = kwargs.get("rescale", False)
 
     def step():
-        g_perp = g - (torch.dot(w, g) / (torch.dot(w, w) + 1e-30)) * w
-        if rescale:
-            g_perp = g_perp * (g.norm(2) / (g_perp.norm(2) + 1e-30))
-        return g_perp
+        with torch.no_grad():
+            g_perp = g - (torch.dot(w, g) / (torch.dot(w, w) + 1e-30)) * w
+            if rescale:
+                g_perp = g_perp * (g.norm(2) / (g_perp.norm(2) + 1e-30))
+            return g_perp.reshape(shape)
 
     return step
 

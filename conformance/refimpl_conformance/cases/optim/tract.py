@@ -99,25 +99,58 @@ def _edges():
 
 
 def _tract_torch(torch, args, kwargs, cotangent):
-    """The same layer in PyTorch: F.linear forward; a hand-written backward with the TrAct
-    weight gradient (torch.linalg.cholesky, torch.cholesky_solve in float64), G W, Σ G."""
-    x, W, bias = (torch.from_numpy(a) for a in args)
+    """The same layer in PyTorch, as the official code builds it: a torch.autograd.Function with
+    F.linear forward and a backward of G W, Σ G and the TrAct weight gradient
+    (torch.linalg.cholesky, torch.cholesky_solve in float64)."""
+    x, W, bias = (torch.from_numpy(a).requires_grad_() for a in args)
     g_y = torch.from_numpy(np.asarray(cotangent))
     lam = kwargs.get("lam", 0.1)
-    rows, features = x.shape
+
+    class TrActLinear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, W, bias):
+            ctx.save_for_backward(x, W)
+            return torch.nn.functional.linear(x, W, bias)
+
+        @staticmethod
+        def backward(ctx, g_y):
+            x, W = ctx.saved_tensors
+            rows, features = x.shape
+            x64, g64 = x.double(), g_y.double()
+            if rows >= features:
+                system = x64.T @ x64 / rows + lam * torch.eye(features, dtype=torch.float64)
+                g_W = torch.cholesky_solve(x64.T @ g64, torch.linalg.cholesky(system)).T
+            else:
+                system = x64 @ x64.T / rows + lam * torch.eye(rows, dtype=torch.float64)
+                g_W = torch.cholesky_solve(g64, torch.linalg.cholesky(system)).T @ x64
+            return g_y @ W, g_W.to(x.dtype), g_y.sum(0)
 
     def step():
-        torch.nn.functional.linear(x, W, bias)
-        g_x = g_y @ W
-        g_bias = g_y.sum(0)
-        x64, g64 = x.double(), g_y.double()
+        x.grad = W.grad = bias.grad = None
+        y = TrActLinear.apply(x, W, bias)
+        y.backward(g_y)
+        return y
+
+    return step
+
+
+def _tract_blas(args, kwargs):
+    """Forward X Wᵀ; backward G W, then in float64 the Gram and right-hand side of the smaller
+    system: XᵀX and XᵀG (b ≥ n), or XXᵀ and the (m, b)·(b, n) product with X (b < n)."""
+    x, W = args[0], args[1]
+    rows, features = x.shape
+    g_y = np.ones((rows, W.shape[0]), dtype=x.dtype)
+    x64, g64 = x.astype(np.float64), g_y.astype(np.float64)
+
+    def step():
+        x @ W.T
+        g_y @ W
         if rows >= features:
-            system = x64.T @ x64 / rows + lam * torch.eye(features, dtype=torch.float64)
-            g_W = torch.cholesky_solve(x64.T @ g64, torch.linalg.cholesky(system)).T
+            x64.T @ x64
+            x64.T @ g64
         else:
-            system = x64 @ x64.T / rows + lam * torch.eye(rows, dtype=torch.float64)
-            g_W = torch.cholesky_solve(g64, torch.linalg.cholesky(system)).T @ x64
-        return g_x, g_W.to(x.dtype), g_bias
+            x64 @ x64.T
+            g64.T @ x64
 
     return step
 
@@ -134,7 +167,8 @@ register(
         bench=Bench(
             sizes={"B": "rows", "N": 147, "M": 64},
             torch=_tract_torch,
-            torch_label="F.linear; backward by hand: G W, Σ G, cholesky_solve of the TrAct system (float64)",
+            torch_label="autograd.Function: F.linear; backward G W, Σ G, TrAct cholesky_solve (float64)",
+            blas=_tract_blas,
         ),
     )
 )

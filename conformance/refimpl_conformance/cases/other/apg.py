@@ -127,6 +127,7 @@ def _apg_torch(torch, args, kwargs, cotangent):
     threshold, beta = kwargs["norm_threshold"], kwargs["momentum"]
     dims = list(range(1, pred_cond.ndim))
 
+    @torch.no_grad()
     def step():
         diff = pred_cond - pred_uncond
         new_running = diff + beta * running

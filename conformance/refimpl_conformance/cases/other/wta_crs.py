@@ -246,9 +246,9 @@ def _matmul_bench(rng, rows, cols):
     return Sample("bench", (x, z, p, sampled), {"num_deterministic": count})
 
 
-def _matmul_torch(torch, args, kwargs, cotangent):
-    """The same estimator in PyTorch: Ŷ = (X[:, S]·α_S) Z[S, :], autograd for X̄ and Z̄."""
-    x_np, z_np, p_np, sampled_np = args
+def _term_weights(args, kwargs):
+    """α (n,) at the bench's defaults: 1 on C, (1 − P_C)·count/(s·p_i) on the drawn indices."""
+    _, _, p_np, sampled_np = args
     count = kwargs["num_deterministic"]
     kept = np.argsort(-p_np.astype(np.float64), kind="stable")[:count]
     alpha = np.zeros(p_np.shape[0])
@@ -256,6 +256,26 @@ def _matmul_torch(torch, args, kwargs, cotangent):
     if sampled_np.size:
         residual = 1.0 - p_np.astype(np.float64)[kept].sum()
         np.add.at(alpha, sampled_np, residual / (sampled_np.size * p_np.astype(np.float64)[sampled_np]))
+    return alpha
+
+
+def _matmul_blas(args, kwargs):
+    """The three products over the kept terms S (|S| ≤ k): Ŷ = X_S Z_S (forward),
+    X̄_S = Ȳ Z_Sᵀ and Z̄_S = X_Sᵀ Ȳ (backward)."""
+    support = np.flatnonzero(_term_weights(args, kwargs))
+    x_s, z_s = args[0][:, support], args[1][support]
+    g_y = np.ones((x_s.shape[0], z_s.shape[1]), dtype=x_s.dtype)
+
+    def step():
+        return x_s @ z_s, g_y @ z_s.T, x_s.T @ g_y
+
+    return step
+
+
+def _matmul_torch(torch, args, kwargs, cotangent):
+    """The same estimator in PyTorch: Ŷ = (X[:, S]·α_S) Z[S, :], autograd for X̄ and Z̄."""
+    x_np, z_np = args[:2]
+    alpha = _term_weights(args, kwargs)
     support = torch.from_numpy(np.flatnonzero(alpha))
     weights = torch.from_numpy(alpha[np.flatnonzero(alpha)].astype(x_np.dtype))
     x = torch.from_numpy(x_np).requires_grad_()
@@ -266,6 +286,7 @@ def _matmul_torch(torch, args, kwargs, cotangent):
         x.grad = z.grad = None
         y = (x[:, support] * weights) @ z[support]
         y.backward(g_y)
+        return y
 
     return step
 
@@ -283,6 +304,7 @@ register(
             make=_matmul_bench,
             torch=_matmul_torch,
             torch_label="(X[:, S]·α_S) @ Z[S, :] with autograd (the same gathered estimator)",
+            blas=_matmul_blas,
         ),
     )
 )

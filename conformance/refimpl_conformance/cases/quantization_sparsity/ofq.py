@@ -170,8 +170,9 @@ def _statsq_torch(torch, args, kwargs, cotangent):
         n = float(2 ** (bits - 1))
         quantized = scale * ((torch.round(clipped * n - 0.5) + 0.5) / n)
         out = quantized.detach() - W.detach() + W
-        (grad,) = torch.autograd.grad(out, W, g)
-        return out, grad
+        W.grad = None
+        out.backward(g)
+        return out
 
     return step
 
@@ -365,7 +366,20 @@ def _qkr_torch(torch, args, kwargs, cotangent):
         n = float(2 ** (bits - 1))
         quantized = scale * ((torch.round(clipped * n - 0.5) + 0.5) / n)
         out = quantized.detach() - W_qk.detach() + W_qk
-        return out, torch.autograd.grad(out, (W_q, W_k), g)
+        W_q.grad = W_k.grad = None
+        out.backward(g)
+        return out
+
+    return step
+
+
+def _qkr_blas(args, kwargs):
+    """The three per-head products: W_qk = W_qᵀW_k (forward), ∂W_q = W_k Gᵀ and ∂W_k = W_q G."""
+    W_q, W_k = (np.array(a) for a in args[:2])
+    G = np.ones((W_q.shape[0], W_q.shape[2], W_k.shape[2]), dtype=W_q.dtype)
+
+    def step():
+        return W_q.transpose(0, 2, 1) @ W_k, W_k @ G.transpose(0, 2, 1), W_q @ G
 
     return step
 
@@ -385,6 +399,7 @@ register(
             make=_qkr_bench,
             torch=_qkr_torch,
             torch_label="W_qᵀW_k (torch.matmul), official StatsQuantizer 3-D branch, STE by autograd",
+            blas=_qkr_blas,
         ),
     )
 )

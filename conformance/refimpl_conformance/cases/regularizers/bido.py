@@ -85,6 +85,39 @@ def _kernel_edges():
     ]
 
 
+def _kernel_torch(torch, args, kwargs, cotangent):
+    """exp(−D/v) of the Gram-form distances of the centred points, autograd backward."""
+    Z = torch.from_numpy(args[0]).requires_grad_()
+    sigma = kwargs.get("sigma", 5.0)
+    v = 2.0 * sigma * sigma * (Z.shape[1] if kwargs.get("bandwidth_scales_with_dim", False) else 1)
+    absolute = kwargs.get("abs_distances", False)
+    diagonal = torch.eye(Z.shape[0], dtype=torch.bool)
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        Z.grad = None
+        centred = Z - Z.mean(dim=0)
+        r = (centred * centred).sum(dim=1)
+        D = r[:, None] - 2 * (centred @ centred.T) + r[None, :]
+        D = D.abs() if absolute else D.clamp(min=0)
+        K = torch.exp(-D.masked_fill(diagonal, 0.0) / v)
+        K.backward(g)
+        return K
+
+    return step
+
+
+def _kernel_blas(args, kwargs):
+    """The Gram matrix Z Zᵀ (forward) and the Laplacian product P Z (backward)."""
+    Z = args[0]
+    P = np.ones((Z.shape[0], Z.shape[0]), dtype=Z.dtype)
+
+    def step():
+        return Z @ Z.T, P @ Z
+
+    return step
+
+
 register(
     OpCases(
         "gaussian_kernel_matrix",
@@ -92,7 +125,15 @@ register(
         random=_kernel_random,
         edges=_kernel_edges,
         notes=KERNEL_NOTES,
-        bench=Bench(sizes={"m": 2048, "d": 64}),
+        bench=Bench(
+            sizes={"m": 2048, "d": 64},
+            torch=_kernel_torch,
+            torch_label="centred Gram-form distances (clamp or abs, zero diagonal), torch.exp; "
+            "autograd backward",
+            # one exp per distinct off-diagonal K_ij = K_ji (K_ii = 1); the backward reuses K
+            transcendentals=lambda args, kwargs: args[0].shape[0] * (args[0].shape[0] - 1) // 2,
+            blas=_kernel_blas,
+        ),
     )
 )
 
@@ -130,6 +171,22 @@ def _hsic_errors():
     ]
 
 
+def _hsic_torch(torch, args, kwargs, cotangent):
+    """tr(K H L H)/(m − 1)² as Σ_ij (HKH)_ij L_ji, the centring by means (H never formed)."""
+    K, L = (torch.from_numpy(a).requires_grad_() for a in args)
+    scale = (K.shape[0] - 1) ** 2
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        K.grad = L.grad = None
+        centred = K - K.mean(dim=1, keepdim=True) - K.mean(dim=0, keepdim=True) + K.mean()
+        value = (centred * L.T).sum() / scale
+        value.backward(g)
+        return value
+
+    return step
+
+
 register(
     OpCases(
         "hsic",
@@ -138,7 +195,11 @@ register(
         edges=_hsic_edges,
         errors=_hsic_errors,
         notes=HSIC_NOTES,
-        bench=Bench(sizes={"m": 2048}),
+        bench=Bench(
+            sizes={"m": 2048},
+            torch=_hsic_torch,
+            torch_label="Σ (HKH) ⊙ Lᵀ / (m − 1)², HKH by row/column/grand means; autograd backward",
+        ),
     )
 )
 

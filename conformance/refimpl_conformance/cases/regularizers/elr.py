@@ -188,6 +188,31 @@ def _loss_errors():
     ]
 
 
+def _elr_loss_torch(torch, args, kwargs, cotangent):
+    """Mean CE (F.log_softmax, F.nll_loss) + λ·mean log(1 − ⟨t, p̃⟩), t = targets[idx]."""
+    F = torch.nn.functional
+    z = torch.from_numpy(args[0]).requires_grad_()
+    y, idx = (torch.from_numpy(a).long() for a in args[1:3])
+    targets = torch.from_numpy(args[3])
+    lam, clamp = kwargs["lam"], kwargs.get("clamp", False)
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        z.grad = None
+        t = targets[idx]
+        log_p = F.log_softmax(z, dim=-1)
+        p = log_p.exp()
+        if clamp:  # the official clamp inside the regularizer: D = 1 − ⟨t, clamp(p)⟩
+            denominator = 1 - (t * p.clamp(1e-4, 1.0 - 1e-4)).sum(dim=-1)
+        else:  # D = Σ_k p_k (1 − t_k)
+            denominator = (p * (1 - t)).sum(dim=-1)
+        loss = F.nll_loss(log_p, y) + lam * denominator.log().mean()
+        loss.backward(g)
+        return loss
+
+    return step
+
+
 register(
     OpCases(
         "elr_loss",
@@ -196,6 +221,13 @@ register(
         edges=_loss_edges,
         errors=_loss_errors,
         notes=NOTES,
-        bench=Bench(sizes={"B": "rows", "K": "cols", "extra": 0}),
+        bench=Bench(
+            sizes={"B": "rows", "K": "cols", "extra": 0},
+            torch=_elr_loss_torch,
+            torch_label="F.log_softmax, F.nll_loss + λ·mean log Σ p(1 − t) (clamp: 1 − ⟨t, clamp p⟩); "
+            "autograd backward",
+            # one exp per logit (softmax), one log per row for the log-sum-exp and one for log D
+            transcendentals=lambda args, kwargs: args[0].size + 2 * args[0].shape[0],
+        ),
     )
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from refimpl.regularizers.lol import PADDING, positive_mask, query_ranking_rows
+
 from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 
 
@@ -70,6 +72,27 @@ def _lol_edges():
     ]
 
 
+def _lol_torch(torch, args, kwargs, cotangent):
+    """(1/P) Σ_q Σ_{i<j} max(0, L_qi − L_qj + m): F.relu (a tie's gradient 0) or clamp(min=0)
+    (tie_active: torch.clamp passes the gradient at D = 0, as margin_ranking_loss does)."""
+    L = torch.from_numpy(args[0]).requires_grad_()
+    margin, tie_active = kwargs.get("margin", 0.0), kwargs.get("tie_active", False)
+    n_queries, n = L.shape
+    pairs = max(n_queries * n * (n - 1) // 2, 1)  # n = 1: no pair, LoL = 0 (the sum is empty)
+    upper = torch.ones((n, n), dtype=torch.bool).triu(diagonal=1)
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        L.grad = None
+        margins = (L[:, :, None] - L[:, None, :] + margin)[:, upper]  # (Q, pairs of a row)
+        hinge = margins.clamp(min=0) if tie_active else torch.nn.functional.relu(margins)
+        lol = hinge.sum() / pairs
+        lol.backward(g)
+        return lol
+
+    return step
+
+
 register(
     OpCases(
         "lol_comparative_regularization",
@@ -77,7 +100,12 @@ register(
         random=_lol_random,
         edges=_lol_edges,
         notes=LOL_NOTES,
-        bench=Bench(sizes={"Q": "rows", "n": 8}),
+        bench=Bench(
+            sizes={"Q": "rows", "n": 8},
+            torch=_lol_torch,
+            torch_label="pairwise L_i − L_j + m over i < j, F.relu (tie_active: clamp(min=0)), sum/P; "
+            "autograd backward",
+        ),
     )
 )
 
@@ -152,6 +180,55 @@ def _passage_errors():
     ]
 
 
+def _positive_mask_torch(torch, positives, n_passages):
+    """Boolean (Q, P) mask of the padded positive indices (−1 goes to a dropped extra column)."""
+    slots = torch.where(positives == PADDING, n_passages, positives)
+    mask = torch.zeros((positives.shape[0], n_passages + 1), dtype=torch.bool)
+    return mask.scatter_(1, slots, True)[:, :n_passages]
+
+
+def _passage_torch(torch, args, kwargs, cotangent):
+    """S = q Cᵀ; label = first argmin over the positives; the other positives masked to −∞;
+    F.cross_entropy per row."""
+    queries, corpus = (torch.from_numpy(a).requires_grad_() for a in args[:2])
+    positives = torch.from_numpy(args[2]).long()
+    rows = torch.arange(queries.shape[0])
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        queries.grad = corpus.grad = None
+        scores = queries @ corpus.T
+        is_positive = _positive_mask_torch(torch, positives, corpus.shape[0])
+        with torch.no_grad():  # the label is piecewise constant in S
+            labels = torch.where(is_positive, scores, torch.inf).argmin(dim=1)
+        drop = is_positive.clone()
+        drop[rows, labels] = False
+        pr = torch.nn.functional.cross_entropy(scores.masked_fill(drop, -torch.inf), labels, reduction="none")
+        pr.backward(g)
+        return pr
+
+    return step
+
+
+def _ranking_blas(rows, passages, vocabulary, dtype):
+    """The score product S = q Cᵀ (rows × passages) and its two VJP products S̄ C and S̄ᵀ q."""
+    q = np.ones((rows, vocabulary), dtype=dtype)
+    C = np.ones((passages, vocabulary), dtype=dtype)
+    S = np.ones((rows, passages), dtype=dtype)
+
+    def step():
+        return q @ C.T, S @ C, S.T @ q
+
+    return step
+
+
+def _passage_exps(args, kwargs):
+    # one exp per kept score (all but the K − 1 masked positives of each row), one log per row
+    n_queries, n_passages = args[0].shape[0], args[1].shape[0]
+    masked = int((args[2] != PADDING).sum()) - n_queries
+    return n_queries * n_passages - masked + n_queries
+
+
 register(
     OpCases(
         "lol_passage_ranking_loss",
@@ -160,7 +237,16 @@ register(
         edges=_passage_edges,
         errors=_passage_errors,
         notes=PASSAGE_NOTES,
-        bench=Bench(sizes={"Q": 256, "P": 4096, "V": 256, "K": 4}),
+        bench=Bench(
+            sizes={"Q": 256, "P": 4096, "V": 256, "K": 4},
+            torch=_passage_torch,
+            torch_label="q @ Cᵀ, argmin label under no_grad, masked_fill −inf, "
+            "F.cross_entropy(reduction='none'); autograd backward",
+            transcendentals=_passage_exps,
+            blas=lambda args, kwargs: _ranking_blas(
+                args[0].shape[0], args[1].shape[0], args[0].shape[1], args[0].dtype
+            ),
+        ),
     )
 )
 
@@ -242,6 +328,55 @@ def _query_errors():
     ]
 
 
+def _query_rows(positives, n_passages, n_revisions):
+    """NumPy: the loss rows' labels and passages, and how many of their Q scores are masked."""
+    labels, passages = query_ranking_rows(positives, n_revisions)
+    is_positive = positive_mask(positives, n_passages)
+    owners = is_positive[:, passages].T
+    shared = is_positive.sum(axis=0)[passages] > n_revisions
+    group = np.arange(positives.shape[0]) // n_revisions
+    masked = owners & (group[None, :] != group[labels][:, None]) & shared[:, None]
+    return labels, passages, int(masked.sum())
+
+
+def _query_torch(torch, args, kwargs, cotangent):
+    """Only the R needed columns of S: logits = C[passages] qᵀ (R, Q), the other groups' owners
+    masked to −∞ (when a passage has more than n owners), F.cross_entropy mean."""
+    queries, corpus = (torch.from_numpy(a).requires_grad_() for a in args[:2])
+    positives = torch.from_numpy(args[2]).long()
+    n = kwargs["n_revisions"]
+    group = torch.arange(queries.shape[0]) // n
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        queries.grad = corpus.grad = None
+        originals = positives[::n]
+        group_rows, slots = torch.nonzero(originals != PADDING, as_tuple=True)  # row-major
+        labels, passages = group_rows * n, originals[group_rows, slots]
+        is_positive = _positive_mask_torch(torch, positives, corpus.shape[0])
+        owners = is_positive[:, passages].T  # (R, Q)
+        shared = is_positive.sum(dim=0)[passages] > n
+        masked = owners & (group[None, :] != group[labels][:, None]) & shared[:, None]
+        logits = corpus[passages] @ queries.T  # (R, Q) = S[:, passages]ᵀ
+        qr = torch.nn.functional.cross_entropy(logits.masked_fill(masked, -torch.inf), labels)
+        qr.backward(g)
+        return qr
+
+    return step
+
+
+def _query_exps(args, kwargs):
+    # one exp per kept score of the R × Q softmax rows, one log per row
+    labels, _, masked = _query_rows(args[2], args[1].shape[0], kwargs["n_revisions"])
+    return labels.shape[0] * args[0].shape[0] - masked + labels.shape[0]
+
+
+def _query_blas(args, kwargs):
+    # the R needed columns only: S[:, passages] = q C[passages]ᵀ and its VJP products
+    labels, _, _ = _query_rows(args[2], args[1].shape[0], kwargs["n_revisions"])
+    return _ranking_blas(args[0].shape[0], labels.shape[0], args[0].shape[1], args[0].dtype)
+
+
 register(
     OpCases(
         "lol_query_ranking_loss",
@@ -250,7 +385,14 @@ register(
         edges=_query_edges,
         errors=_query_errors,
         notes=QUERY_NOTES,
-        bench=Bench(sizes={"Q0": 64, "n": 4, "P": 4096, "V": 256, "K": 4}),
+        bench=Bench(
+            sizes={"Q0": 64, "n": 4, "P": 4096, "V": 256, "K": 4},
+            torch=_query_torch,
+            torch_label="C[passages] @ qᵀ (the R needed columns of S), owner mask −inf, "
+            "F.cross_entropy mean; autograd backward",
+            transcendentals=_query_exps,
+            blas=_query_blas,
+        ),
     )
 )
 
@@ -278,6 +420,24 @@ def _flops_edges():
     ]
 
 
+def _flops_torch(torch, args, kwargs, cotangent):
+    """a = mean_q |q|; flops = Σ a², l1 = Σ|q|/Q; autograd backward of both."""
+    queries = torch.from_numpy(args[0]).requires_grad_()
+    n_queries = queries.shape[0]
+    g = tuple(torch.from_numpy(c) for c in cotangent)
+
+    def step():
+        queries.grad = None
+        magnitudes = queries.abs()
+        mean_magnitude = magnitudes.sum(dim=0) / n_queries
+        flops = (mean_magnitude * mean_magnitude).sum()
+        l1 = magnitudes.sum() / n_queries
+        torch.autograd.backward((flops, l1), g)
+        return flops, l1
+
+    return step
+
+
 register(
     OpCases(
         "flops_regularizer",
@@ -285,6 +445,10 @@ register(
         random=_flops_random,
         edges=_flops_edges,
         notes=FLOPS_NOTES,
-        bench=Bench(sizes={"Q": "rows", "V": "cols"}),
+        bench=Bench(
+            sizes={"Q": "rows", "V": "cols"},
+            torch=_flops_torch,
+            torch_label="abs, column means, Σ a² and Σ|q|/Q; autograd backward of both",
+        ),
     )
 )

@@ -47,6 +47,48 @@ def _edges():
     ]
 
 
+def _weights_torch(torch, args, kwargs, cotangent):
+    """w = softmax((ℓ − max ℓ)/r) with torch.softmax; autograd backward."""
+    losses = torch.from_numpy(args[0]).requires_grad_()
+    r = kwargs["r"]
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        losses.grad = None
+        weights = torch.softmax((losses - losses.max().detach()) / r, dim=0)
+        weights.backward(g)
+        return weights
+
+    return step
+
+
+def _value_torch(torch, args, kwargs, cotangent):
+    """F = max ℓ + r·log1p(mean expm1((ℓ − max ℓ)/r)); autograd backward."""
+    losses = torch.from_numpy(args[0]).requires_grad_()
+    r = kwargs["r"]
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        losses.grad = None
+        top = losses.max()
+        value = top + r * torch.log1p(torch.expm1((losses - top) / r).mean())
+        value.backward(g)
+        return value
+
+    return step
+
+
+_TORCH = {
+    "kl_dro_weights": (_weights_torch, "torch.softmax of the max-shifted ℓ/r; autograd backward"),
+    "kl_dro_value": (_value_torch, "max ℓ + r·log1p(mean expm1((ℓ − max ℓ)/r)); autograd backward"),
+}
+# kl_dro_weights: one exp per loss (the backward reuses w); kl_dro_value: one expm1 per loss
+# (w = (expm1 + 1)/Σ for the backward) and one log1p
+_EXPS = {
+    "kl_dro_weights": lambda args, kwargs: args[0].size,
+    "kl_dro_value": lambda args, kwargs: args[0].size + 1,
+}
+
 for _name in ("kl_dro_weights", "kl_dro_value"):
     register(
         OpCases(
@@ -55,7 +97,12 @@ for _name in ("kl_dro_weights", "kl_dro_value"):
             random=_random,
             edges=_edges,
             notes=NOTES,
-            bench=Bench(sizes={"N": 8192}),
+            bench=Bench(
+                sizes={"N": 8192},
+                torch=_TORCH[_name][0],
+                torch_label=_TORCH[_name][1],
+                transcendentals=_EXPS[_name],
+            ),
         )
     )
 
@@ -108,6 +155,26 @@ def _compositional_edges():
     ]
 
 
+def _compositional_torch(torch, args, kwargs, cotangent):
+    """log m = logsumexp(ℓ/r) − log B; log u_t = logaddexp(log(1 − β) + log u, log β + log m);
+    w = exp(ℓ/r − log u_t − log n) (no VJP: the forward under no_grad)."""
+    losses, log_u = (torch.from_numpy(a) for a in args[:2])
+    r, beta, n_train = kwargs["r"], kwargs["beta"], kwargs["n_train"]
+    with np.errstate(divide="ignore"):  # β = 1: log(1 − β) = −∞ drops the history
+        log_keep = float(np.log1p(-beta))
+    log_beta, log_batch, log_n = float(np.log(beta)), float(np.log(losses.shape[0])), float(np.log(n_train))
+
+    def step():
+        with torch.no_grad():
+            scaled = losses / r
+            log_batch_mean = torch.logsumexp(scaled, dim=0) - log_batch
+            log_u_new = torch.logaddexp(log_u + log_keep, log_batch_mean + log_beta)
+            weights = torch.exp(scaled - log_u_new - log_n)
+        return weights, log_u_new
+
+    return step
+
+
 register(
     OpCases(
         "kl_dro_compositional_weights",
@@ -115,6 +182,13 @@ register(
         random=_compositional_random,
         edges=_compositional_edges,
         notes=COMPOSITIONAL_NOTES,
-        bench=Bench(sizes={"B": 8192}),
+        bench=Bench(
+            sizes={"B": 8192},
+            torch=_compositional_torch,
+            torch_label="torch.logsumexp, torch.logaddexp, torch.exp (forward only, no VJP)",
+            # one exp per loss (the log-sum-exp's e^(ℓ/r − max), reused for w times one common
+            # factor), plus the scalars: the lse's log, logaddexp's exp and log1p, the factor's exp
+            transcendentals=lambda args, kwargs: args[0].size + 4,
+        ),
     )
 )

@@ -96,6 +96,33 @@ def _edges():
     return samples
 
 
+def _weights_torch(torch, args, kwargs, cotangent):
+    """ℓ̃ = δ((ℓ − ℓmin) − (ℓmax − ℓ))/max(ℓmax − ℓmin, 1e-6), the strategy's f, then
+    torch.softmax((f − max f)/r); "uniform": 1/n (no VJP: the forward under no_grad)."""
+    losses = torch.from_numpy(args[0])
+    strategy, r, delta = kwargs["strategy"], kwargs["r"], kwargs.get("delta", 1.0)
+    n = losses.shape[0]
+
+    def step():
+        with torch.no_grad():
+            if strategy == "uniform":
+                return torch.full((n,), 1 / n, dtype=losses.dtype)
+            low, high = losses.min(), losses.max()
+            spread = (high - low).clamp(min=1e-6)
+            l_tilde = delta * ((losses - low) - (high - losses)) / spread
+            if strategy == "linupper":
+                f = torch.clamp(l_tilde + delta, max=delta)
+            elif strategy == "quadratic":
+                f = 1 - l_tilde * l_tilde / (delta * delta)
+            elif strategy == "extremes":
+                f = l_tilde.abs()
+            else:  # "identity"
+                f = l_tilde
+            return torch.softmax((f - f.max()) / r, dim=0)
+
+    return step
+
+
 register(
     OpCases(
         "loss_based_sample_weights",
@@ -103,7 +130,14 @@ register(
         random=_random,
         edges=_edges,
         notes=NOTES,
-        bench=Bench(sizes={"N": 8192}),
+        bench=Bench(
+            sizes={"N": 8192},
+            torch=_weights_torch,
+            torch_label="min/max normalization, the strategy's f, torch.softmax((f − max f)/r) "
+            "(forward only, no VJP)",
+            # one exp per loss (none for the uniform strategy)
+            transcendentals=lambda args, kwargs: 0 if kwargs["strategy"] == "uniform" else args[0].size,
+        ),
     )
 )
 
@@ -152,6 +186,22 @@ def _objective_edges():
     ]
 
 
+def _objective_torch(torch, args, kwargs, cotangent):
+    """J = W·⟨w, ℓ⟩ with torch.dot, the weights a constant; autograd backward."""
+    losses = torch.from_numpy(args[0]).requires_grad_()
+    weights = torch.from_numpy(args[1])
+    world_size = kwargs.get("world_size", 1)
+    g = torch.from_numpy(cotangent)
+
+    def step():
+        losses.grad = None
+        objective = world_size * torch.dot(weights, losses)
+        objective.backward(g)
+        return objective
+
+    return step
+
+
 register(
     OpCases(
         "loss_weighted_objective",
@@ -159,7 +209,11 @@ register(
         random=_objective_random,
         edges=_objective_edges,
         notes=OBJECTIVE_NOTES,
-        bench=Bench(sizes={"N": 8192}),
+        bench=Bench(
+            sizes={"N": 8192},
+            torch=_objective_torch,
+            torch_label="world_size·torch.dot(w, ℓ), w constant; autograd backward",
+        ),
     )
 )
 

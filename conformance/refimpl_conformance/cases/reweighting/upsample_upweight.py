@@ -53,6 +53,42 @@ def _errors():
     ]
 
 
+def _probs_torch(torch, args, kwargs, cotangent):
+    """p = torch.softmax(log n / τ) (log 0 = −∞: p = 0); forward only (no VJP)."""
+    counts, tau = torch.from_numpy(args[0]), kwargs["tau"]
+
+    def step():
+        with torch.no_grad():
+            return torch.softmax(torch.log(counts) / tau, dim=0)
+
+    return step
+
+
+def _scalarization_torch(torch, args, kwargs, cotangent):
+    """log w = (1/τ − 1) log n − logsumexp(log n/τ) + log Σn, w = exp(log w) (0 where n = 0);
+    forward only (no VJP)."""
+    counts, inverse_tau = torch.from_numpy(args[0]), 1 / kwargs["tau"]
+
+    def step():
+        with torch.no_grad():
+            log_n = torch.log(counts)
+            nonempty = counts > 0
+            log_normalizer = torch.logsumexp(log_n * inverse_tau, dim=0)
+            safe_log_n = torch.where(nonempty, log_n, 0.0)
+            log_w = (inverse_tau - 1) * safe_log_n - log_normalizer + torch.log(counts.sum())
+            return torch.where(nonempty, torch.exp(log_w), 0.0)
+
+    return step
+
+
+_TORCH = {
+    "temperature_sampling_probs": (_probs_torch, "torch.softmax(torch.log(n)/τ) (forward only, no VJP)"),
+    "scalarization_weights": (
+        _scalarization_torch,
+        "exp((1/τ − 1)·log n − torch.logsumexp(log n/τ) + log Σn), 0 where n = 0 (forward only)",
+    ),
+}
+
 for _name in ("temperature_sampling_probs", "scalarization_weights"):
     register(
         OpCases(
@@ -62,7 +98,13 @@ for _name in ("temperature_sampling_probs", "scalarization_weights"):
             edges=_edges,
             errors=_errors,
             notes=NOTES,
-            bench=Bench(sizes={"D": 1024}),
+            bench=Bench(
+                sizes={"D": 1024},
+                torch=_TORCH[_name][0],
+                torch_label=_TORCH[_name][1],
+                # one non-integer power per domain: p_i ∝ (n_i/max n)^{1/τ}, and w_i = p_i·N/n_i
+                transcendentals=lambda args, kwargs: args[0].size,
+            ),
         )
     )
 
@@ -119,6 +161,18 @@ def _schedule_errors():
     ]
 
 
+def _schedule_torch(torch, args, kwargs, cotangent):
+    """τ(t) = taus[searchsorted(switch_steps, t, right=True) − 1]; forward only (no VJP)."""
+    steps, switch_steps = (torch.from_numpy(a).long() for a in (args[0], args[2]))
+    taus = torch.from_numpy(args[1])
+
+    def step():
+        with torch.no_grad():
+            return taus[torch.searchsorted(switch_steps, steps, right=True) - 1]
+
+    return step
+
+
 register(
     OpCases(
         "cooldown_temperature_schedule",
@@ -127,6 +181,10 @@ register(
         edges=_schedule_edges,
         errors=_schedule_errors,
         notes=SCHEDULE_NOTES,
-        bench=Bench(sizes={"N": 8192, "S": 4}),
+        bench=Bench(
+            sizes={"N": 8192, "S": 4},
+            torch=_schedule_torch,
+            torch_label="taus[torch.searchsorted(switch_steps, t, right=True) − 1] (forward only)",
+        ),
     )
 )

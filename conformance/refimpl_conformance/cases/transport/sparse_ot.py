@@ -104,6 +104,7 @@ def _projection_torch(torch, args, kwargs, cotangent):
         y = torch.zeros_like(x).scatter(-1, order, torch.clamp(u - theta, min=0))
         x.grad = None
         y.backward(g)
+        return y
 
     return step
 
