@@ -18,7 +18,7 @@ from refimpl.authoring import Impl, reduce_rows, row_weights
 from refimpl.losses.bar_distribution import HALF_NORMAL_MEDIAN, LEFT_TAIL_CLAMP, bucket_means
 
 from .._jit import parallel_kernel
-from .._vmath import exp, row_log_sum_exp
+from .._vmath import row_log_sum_exp, vexp
 
 _HALF_LOG_2_OVER_PI = 0.5 * math.log(2 / math.pi)
 
@@ -65,7 +65,7 @@ def _nll_backward_rows(z, lse, bucket, weight, g_z):
     for i in prange(z.shape[0]):
         w, m, log_total = weight[i], lse[0, i], lse[1, i]
         for j in range(z.shape[1]):
-            g_z[i, j] = w * exp((z[i, j] - m) - log_total)
+            g_z[i, j] = w * vexp(z.dtype.type((z[i, j] - m) - log_total))
         g_z[i, bucket[i]] -= w
 
 
@@ -118,7 +118,7 @@ def _mean_rows(z, means, lse, mean):
         m, log_total = row_log_sum_exp(z, i)
         total = 0.0
         for j in range(z.shape[1]):
-            total += exp((z[i, j] - m) - log_total) * means[j]
+            total += vexp(z.dtype.type((z[i, j] - m) - log_total)) * means[j]
         lse[0, i] = m
         lse[1, i] = log_total
         mean[i] = total
@@ -129,7 +129,7 @@ def _mean_backward_rows(z, means, lse, mean, g_mean, g_z):
     for i in prange(z.shape[0]):
         m, log_total = lse[0, i], lse[1, i]
         for j in range(z.shape[1]):
-            g_z[i, j] = g_mean[i] * exp((z[i, j] - m) - log_total) * (means[j] - mean[i])
+            g_z[i, j] = g_mean[i] * vexp(z.dtype.type((z[i, j] - m) - log_total)) * (means[j] - mean[i])
 
 
 def bar_distribution_mean_forward(z, borders, *, full_support=True):

@@ -18,7 +18,7 @@ from numba import prange
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._jit import parallel_kernel
-from .._vmath import exp, row_log_sum_exp
+from .._vmath import row_log_sum_exp, vexp
 
 
 @parallel_kernel(fastmath={"reassoc"})
@@ -39,7 +39,7 @@ def _comp_sum_backward_rows(z, y, row_max, log_normalizer, factor, g_z):
         f = factor[i]
         shift = row_max[i] + log_normalizer[i]
         for k in range(z.shape[1]):
-            g_z[i, k] = f * exp(z[i, k] - shift)
+            g_z[i, k] = f * vexp(z.dtype.type(z[i, k] - shift))
         g_z[i, y[i]] -= f
 
 

@@ -2,9 +2,10 @@
 
 Mirrors ``refimpl/losses/distillation.py``. Each row (every index of the leading axes) is
 read once per pass: both max-shifted log-sum-exps of ``z/T``, then ``ℓ = Σ p (log p − log q)``
-(form "kl") or ``−Σ p log q`` ("cross_entropy"), all in float64. Only the logits and the
-per-row values are kept for the backward, which recomputes ``log p`` and ``log q`` per row
-instead of storing three (rows, K) arrays, and writes both cotangents in one pass::
+(form "kl") or ``−Σ p log q`` ("cross_entropy"), in float64 with the exponentials in the
+input's precision (``_vmath.vexp``). Only the logits and the per-row values (both
+log-sum-exps among them) are kept for the backward, which recomputes ``log p`` and ``log q``
+per element instead of storing three (rows, K) arrays, and writes both cotangents in one pass::
 
     z̄_s = w·(q − p)
     z̄_t = w·p·(log p − log q − ℓ_KL)              form "kl"
@@ -21,7 +22,7 @@ from numba import njit, prange
 from refimpl.authoring import Impl
 
 from .._jit import parallel_kernel
-from .._vmath import exp, row_log_sum_exp
+from .._vmath import row_log_sum_exp, vexp
 
 KL, CROSS_ENTROPY = 0, 1
 
@@ -34,16 +35,18 @@ def _row_lse(z, i, inverse_t):
 
 
 @parallel_kernel(fastmath={"reassoc"})
-def _rows(z_s, z_t, inverse_t, form, per_row, cross):
+def _rows(z_s, z_t, inverse_t, form, per_row, cross, lse):
     for i in prange(z_s.shape[0]):
         lse_s = _row_lse(z_s, i, inverse_t)
         lse_t = _row_lse(z_t, i, inverse_t)
+        lse[0, i] = lse_s  # kept for the backward: two exp passes fewer
+        lse[1, i] = lse_t
         kl = 0.0
         p_log_q = 0.0
         for k in range(z_s.shape[1]):
             log_q = np.float64(z_s[i, k]) * inverse_t - lse_s
             log_p = np.float64(z_t[i, k]) * inverse_t - lse_t
-            p = exp(log_p)
+            p = vexp(z_t.dtype.type(log_p))
             kl += p * (log_p - log_q)
             p_log_q += p * log_q
         per_row[i] = kl if form == KL else -p_log_q
@@ -51,15 +54,15 @@ def _rows(z_s, z_t, inverse_t, form, per_row, cross):
 
 
 @parallel_kernel(fastmath={"reassoc"})
-def _rows_backward(z_s, z_t, inverse_t, form, cross, w, g_s, g_t):
+def _rows_backward(z_s, z_t, inverse_t, form, cross, lse, w, g_s, g_t):
     for i in prange(z_s.shape[0]):
-        lse_s = _row_lse(z_s, i, inverse_t)
-        lse_t = _row_lse(z_t, i, inverse_t)
+        lse_s = lse[0, i]
+        lse_t = lse[1, i]
         for k in range(z_s.shape[1]):
             log_q = np.float64(z_s[i, k]) * inverse_t - lse_s
             log_p = np.float64(z_t[i, k]) * inverse_t - lse_t
-            p = exp(log_p)
-            g_s[i, k] = w[i] * (exp(log_q) - p)
+            p = vexp(z_t.dtype.type(log_p))
+            g_s[i, k] = w[i] * (vexp(z_s.dtype.type(log_q)) - p)
             if form == KL:  # cross[i] = ℓ_KL of the row
                 g_t[i, k] = w[i] * (p * (log_p - log_q - cross[i]))
             else:  # cross[i] = Σ_k p_k log q_k
@@ -75,7 +78,8 @@ def distillation_kl_forward(z_student, z_teacher, *, temperature, scale="T2", fo
     form_code = KL if form == "kl" else CROSS_ENTROPY
     per_row = np.empty(rows, dtype=np.float64)
     cross = np.empty(rows, dtype=np.float64)
-    _rows(z_s, z_t, 1.0 / temperature, form_code, per_row, cross)
+    lse = np.empty((2, rows), dtype=np.float64)
+    _rows(z_s, z_t, 1.0 / temperature, form_code, per_row, cross, lse)
     factor = temperature * temperature if scale == "T2" else 1.0
     if reduction == "mean":
         loss, row_weight = factor * per_row.sum() / max(rows, 1), 1 / max(rows, 1)
@@ -85,19 +89,29 @@ def distillation_kl_forward(z_student, z_teacher, *, temperature, scale="T2", fo
         loss, row_weight = factor * per_row.sum(), 1.0
     else:
         loss, row_weight = (factor * per_row).reshape(leading), None
-    residuals = (z_s, z_t, temperature, form_code, cross, factor / temperature, row_weight, z_student.shape)
+    residuals = (
+        z_s,
+        z_t,
+        temperature,
+        form_code,
+        cross,
+        lse,
+        factor / temperature,
+        row_weight,
+        z_student.shape,
+    )
     return np.asarray(loss, dtype=z_student.dtype), residuals
 
 
 def distillation_kl_backward(residuals, g_loss):
-    z_s, z_t, temperature, form_code, cross, factor_over_t, row_weight, shape = residuals
+    z_s, z_t, temperature, form_code, cross, lse, factor_over_t, row_weight, shape = residuals
     if row_weight is None:  # reduction="none": one cotangent per row
         w = np.asarray(g_loss, dtype=np.float64).reshape(-1) * factor_over_t
     else:
         w = np.full(z_s.shape[0], float(g_loss) * row_weight * factor_over_t)
     g_s = np.empty_like(z_s)
     g_t = np.empty_like(z_t)
-    _rows_backward(z_s, z_t, 1.0 / temperature, form_code, cross, w, g_s, g_t)
+    _rows_backward(z_s, z_t, 1.0 / temperature, form_code, cross, lse, w, g_s, g_t)
     return g_s.reshape(shape), g_t.reshape(shape)
 
 

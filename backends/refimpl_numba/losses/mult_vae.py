@@ -15,7 +15,7 @@ from numba import prange
 from refimpl.authoring import Impl
 
 from .._jit import parallel_kernel
-from .._vmath import exp, expm1, row_log_sum_exp
+from .._vmath import exp, expm1, row_log_sum_exp, vexp
 
 
 @parallel_kernel(fastmath={"reassoc"})
@@ -38,7 +38,7 @@ def _likelihood_backward_rows(f, x, lse, clicks, weight, g_f):
     for i in prange(f.shape[0]):
         w, row_lse, count = weight[i], lse[i], clicks[i]
         for j in range(f.shape[1]):
-            g_f[i, j] = w * (x[i, j] - exp(f[i, j] - row_lse) * count)
+            g_f[i, j] = w * (x[i, j] - vexp(f.dtype.type(f[i, j] - row_lse)) * count)
 
 
 def _likelihood(logits, x):

@@ -14,7 +14,7 @@ from numba import prange
 from refimpl.authoring import Impl, reduce_rows, row_weights
 
 from .._jit import parallel_kernel
-from .._vmath import exp, row_log_sum_exp
+from .._vmath import row_log_sum_exp, vexp
 
 
 @parallel_kernel(fastmath={"reassoc"})
@@ -35,7 +35,7 @@ def _pskd_backward_rows(z, t, shift, target_mass, weight, g_z):
     for i in prange(z.shape[0]):
         w, row_shift, mass = weight[i], shift[i], target_mass[i]
         for k in range(z.shape[1]):
-            g_z[i, k] = w * (exp(z[i, k] - row_shift) * mass - t[i, k])
+            g_z[i, k] = w * (vexp(z.dtype.type(z[i, k] - row_shift)) * mass - t[i, k])
 
 
 def pskd_loss_forward(z, targets, *, reduction="mean"):
