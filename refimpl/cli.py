@@ -485,11 +485,54 @@ def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
             )
         )
     if args.markdown:
-        lines = [*(f"{line}  " for line in header), "", "| " + " | ".join(columns) + " |"]
-        lines.append("|" + "---|" * len(columns))
-        lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-        Path(args.markdown).write_text("\n".join(lines) + "\n")
+        Path(args.markdown).write_text(bench_markdown(report))
     return 0
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3g}" if value < 10 else f"{value:.0f}" if value >= 1000 else f"{value:.1f}"
+
+
+def bench_markdown(report) -> str:
+    """One Markdown row per op: the reference, the fastest other backend (its spread, its
+    time with ``out=`` buffers where it takes them), PyTorch, the ratios, and the fastest
+    backend's bandwidth and share of the roofline."""
+    by_op: dict[str, dict[str, Any]] = {}
+    for r in report.results:
+        by_op.setdefault(r.op, {})[r.backend] = r
+    lines = [
+        "| op | NumPy ms | fast ms | ± | with out= | PyTorch ms | vs NumPy | vs PyTorch | GB/s | of copy bw "
+        "| roofline ms | of roofline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for op, rows in by_op.items():
+        numpy_row, torch_row = rows.get("numpy"), rows.get("torch-cpu")
+        fast = [r for name, r in rows.items() if name not in ("numpy", "torch-cpu") and "(out=)" not in name]
+        if not fast:  # a routine only a GPU backend implements fast: the reference alone here
+            cells = [f"`{op}`", _ms(numpy_row.median_ms), "— (GPU only)", "", "—"]
+            cells += [_ms(torch_row.median_ms) if torch_row else "—", "—", "—", "—", "—"]
+            cells += [_ms(numpy_row.roofline_ms), f"{100 * numpy_row.of_roofline:.0f}% (NumPy)"]
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
+        best = min(fast, key=lambda r: r.median_ms)
+        out_row = rows.get(f"{best.backend} (out=)")
+        cells = [
+            f"`{op}`",
+            _ms(numpy_row.median_ms) if numpy_row else "—",
+            f"{_ms(best.median_ms)} ({best.backend})",
+            f"{100 * best.spread:.0f}%",
+            _ms(out_row.median_ms) if out_row else "—",
+            _ms(torch_row.median_ms) if torch_row else "—",
+            f"{best.vs_numpy:.2f}×" if best.vs_numpy else "—",
+            f"{best.vs_torch:.2f}×" if best.vs_torch else "—",
+            f"{best.gbps:.1f}",
+            f"{100 * best.fraction_of_copy:.0f}%"
+            + (f" ({100 * out_row.fraction_of_copy:.0f}%)" if out_row else ""),
+            _ms(best.roofline_ms),
+            f"{100 * best.of_roofline:.0f}%",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([*(f"{line}  " for line in _bench_header(report)), "", *lines]) + "\n"
 
 
 def _bench_header(report) -> list[str]:

@@ -73,3 +73,20 @@ def test_each_pytorch_baseline_computes_the_ops_own_function(op_name):
             np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-7 * scale, err_msg=op_name)
         else:
             np.testing.assert_array_equal(have, want, err_msg=op_name)
+
+
+def test_the_markdown_table_has_one_row_per_op_with_the_fastest_backend():
+    from refimpl.cli import bench_markdown
+
+    report = bench(
+        ["stablemax", "layer_norm"], ["numpy", "numba"], (64, 16), "float32", repeat=2, min_time=0.0
+    )
+    text = bench_markdown(report)
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split(" | ")[0] for row in rows] == ["| `stablemax`", "| `layer_norm`"]
+    assert "(numba)" in rows[0] and "copy bandwidth" in text and "exp" in text
+    layer_norm = next(r for r in report.results if r.op == "layer_norm" and r.backend == "numba")
+    assert layer_norm.p25_ms <= layer_norm.median_ms <= layer_norm.p75_ms and layer_norm.runs >= 2
+    assert (
+        0 < layer_norm.roofline_ms and layer_norm.of_roofline == layer_norm.roofline_ms / layer_norm.median_ms
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -282,16 +283,32 @@ def _run_in_workers(the_plan: Plan, jobs: int, tick: Callable[[str], None]) -> l
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     done: dict[str, list[Result]] = {}
-    # spawn, not fork: a forked child would inherit the parent's Numba and BLAS thread pools
-    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(_check_in_worker, the_plan.request, c.op): c for c in the_plan.ops}
-        for future in as_completed(futures):
-            cases = futures[future]
-            try:
-                done[cases.op] = future.result()
-            except Exception as error:  # a worker that died (a crash in compiled code) or raised
-                detail = "".join(traceback.format_exception_only(type(error), error)).strip()
-                done[cases.op] = [Result(cases.op, "-", "-", "-", "worker", "fail", detail=detail)]
-            for _ in range(_units(the_plan, cases)):
-                tick(f"{cases.op}")
+    # spawn, not fork: a forked child would inherit the parent's Numba and BLAS thread pools.
+    # Each worker gets its share of the CPUs for its thread pools (read when they load, from
+    # the environment the children inherit): with every worker's BLAS using every CPU, the
+    # checks of the matrix routines take 1.5 times as long on 2 cores.
+    threads = str(max(1, (os.cpu_count() or 1) // jobs))
+    saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+    os.environ.update(dict.fromkeys(_THREAD_VARIABLES, threads))
+    try:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_check_in_worker, the_plan.request, c.op): c for c in the_plan.ops}
+            for future in as_completed(futures):
+                cases = futures[future]
+                try:
+                    done[cases.op] = future.result()
+                except Exception as error:  # a worker that died (a crash in compiled code) or raised
+                    detail = "".join(traceback.format_exception_only(type(error), error)).strip()
+                    done[cases.op] = [Result(cases.op, "-", "-", "-", "worker", "fail", detail=detail)]
+                for _ in range(_units(the_plan, cases)):
+                    tick(f"{cases.op}")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     return [result for cases in the_plan.ops for result in done[cases.op]]
+
+
+_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
