@@ -83,7 +83,10 @@ def test_a_check_in_two_processes_reports_what_one_process_does():
     assert [(r.op, r.backend, r.dtype, r.sample, r.check, r.status) for r in one.results] == [
         (r.op, r.backend, r.dtype, r.sample, r.check, r.status) for r in two.results
     ]
-    assert [r.max_abs for r in one.results] == [r.max_abs for r in two.results]
+    # the workers' BLAS runs on fewer threads, which may move the reference's last bits
+    np.testing.assert_allclose(
+        [r.max_abs for r in two.results], [r.max_abs for r in one.results], rtol=1e-3, atol=1e-14
+    )
 
 
 @pytest.mark.slow
