@@ -43,6 +43,7 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "greedy_soup": {"model-soups-greedy-tie-order-reversed"},
         "uniform_soup": {"model-soups-uniform-running-sum"},
         "orthograd_step": {"orthograd-rescale-to-gradient-norm"},
+        "energy_instance_weight": {"weat-weight-softplus-overflow"},
         "score_based_pruning": {"data-diet-offset-from-lowest"},
         "sparsity_constrained_ot_dual": {"pot-sparsity-dual-max-nz-at-least-m"},
     }
