@@ -44,6 +44,8 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "uniform_soup": {"model-soups-uniform-running-sum"},
         "orthograd_step": {"orthograd-rescale-to-gradient-norm"},
         "energy_instance_weight": {"weat-weight-softplus-overflow"},
+        "weat_loss": {"weat-kl-log-q-plus-1e-12"},
+        "febs_dice_loss": {"febs-absent-group-zero-minimum"},
         "score_based_pruning": {"data-diet-offset-from-lowest"},
         "sparsity_constrained_ot_dual": {"pot-sparsity-dual-max-nz-at-least-m"},
     }
