@@ -176,12 +176,12 @@ def _matvec_forward(torch, M, x, c):
     return torch_expmap0(torch, torch_logmap0(torch, x, c) @ M.T, c)
 
 
-def _expmap_forward(torch, x, v, c):
+def torch_expmap(torch, x, v, c):
     beta_x = 1 - torch_c_squared_norm(x, c)
     return torch_mobius_add(torch, x, torch_expmap0(torch, v / beta_x, c), c)
 
 
-def _logmap_forward(torch, x, y, c):
+def torch_logmap(torch, x, y, c):
     """``β_x F(u) (−x ⊕ y)`` with ``u² = q/D``, ``1 − u² = β_xβ_y/D`` (``_minus_x_plus_y_norms``)."""
     beta_x = 1 - torch_c_squared_norm(x, c)
     beta_y = 1 - torch_c_squared_norm(y, c)
@@ -191,7 +191,7 @@ def _logmap_forward(torch, x, y, c):
     return beta_x * (f * torch_mobius_add(torch, -x, y, c))
 
 
-def _distance_forward(torch, x, y, c):
+def torch_distance(torch, x, y, c):
     """``log1p(δ + √(δ(δ + 2)))/√c``, ``δ = 2c‖x − y‖²/(β_xβ_y)``."""
     beta_x = 1 - torch_c_squared_norm(x, c)
     beta_y = 1 - torch_c_squared_norm(y, c)
@@ -199,7 +199,7 @@ def _distance_forward(torch, x, y, c):
     return (torch.log1p(delta + (delta * (delta + 2)).sqrt()) / math.sqrt(c))[..., 0]
 
 
-def _parallel_transport_forward(torch, x, y, v, c):
+def torch_parallel_transport(torch, x, y, v, c):
     beta_x = 1 - torch_c_squared_norm(x, c)
     beta_y = 1 - torch_c_squared_norm(y, c)
     return beta_y / beta_x * torch_gyration(torch, y, -x, v, c)
@@ -810,7 +810,7 @@ register(
         notes=NOTES,
         bench=ball_bench(
             "poincare_expmap",
-            torch=_poincare_torch(_expmap_forward),
+            torch=_poincare_torch(torch_expmap),
             torch_label="x ⊕ exp_0(v/β_x) in torch ops; autograd backward",
             # one tanh per row (exp_0 of v/β_x); ⊕ is arithmetic
             transcendentals=_rows(0),
@@ -917,7 +917,7 @@ register(
         notes=NOTES,
         bench=ball_bench(
             "poincare_logmap",
-            torch=_poincare_torch(_logmap_forward),
+            torch=_poincare_torch(torch_logmap),
             torch_label="β_x · artanh(u)/u · (−x ⊕ y), u² = q/D, in torch ops; autograd backward",
             # per row: artanh u = log1p(u) − ½ log(1 − u²), one log1p and one log
             transcendentals=lambda args, kwargs: 2 * _rows(0)(args, kwargs),
@@ -938,7 +938,7 @@ register(
         notes=NOTES,
         bench=ball_bench(
             "poincare_distance",
-            torch=_poincare_torch(_distance_forward),
+            torch=_poincare_torch(torch_distance),
             torch_label="log1p(δ + √(δ(δ + 2)))/√c in torch ops; autograd backward",
             # one log1p per row (arcosh(1 + δ)); the backward needs only square roots
             transcendentals=_rows(0),
@@ -1049,7 +1049,7 @@ register(
         notes=NOTES,
         bench=ball_bench(
             "poincare_parallel_transport",
-            torch=_poincare_torch(_parallel_transport_forward),
+            torch=_poincare_torch(torch_parallel_transport),
             torch_label="β_y/β_x · gyr[y, −x] v in torch ops; autograd backward",
         ),
     )

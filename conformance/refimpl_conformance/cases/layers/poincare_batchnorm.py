@@ -3,20 +3,23 @@ midpoint batch normalization)."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from refimpl.layers.poincare_batchnorm import VARIANCE_EPS
 
 from ..._cases import Bench, ErrorCase, OpCases, Sample, register
-from .poincare import BOUNDARY, _ball_points, _directions, _random_c, ball_bench_sample
-from .poincare_fc import (
-    _t_artanh_factor,
-    _t_c_norm2,
-    _t_expmap0,
-    _t_expmap0_factor,
-    _t_mobius_add,
+from .poincare import (
+    BOUNDARY,
+    _ball_points,
+    _directions,
+    _random_c,
+    ball_bench_sample,
+    torch_c_squared_norm,
+    torch_distance,
+    torch_expmap,
+    torch_expmap0,
+    torch_logmap,
+    torch_parallel_transport,
 )
 
 NOTES = {
@@ -42,50 +45,13 @@ def _repeated(point, count):
 def _t_midpoint(torch, points, c):
     """m = N/(S + √Q), Q = B² + 4cWV (the reference's cancellation-free gyromidpoint)."""
     batch = points.shape[0]
-    w = 1 / (1 - _t_c_norm2(torch, points, c))
+    w = 1 / (1 - torch_c_squared_norm(points, c))
     w_sum = torch.sum(w)
     numerator = 2 * torch.sum(w * points, dim=0)
     centred = points - numerator / (2 * w_sum)
     spread = torch.sum(w * torch.sum(centred * centred, dim=-1, keepdim=True))
     root_q = torch.sqrt(batch * batch + 4 * c * w_sum * spread)
     return numerator / (2 * w_sum - batch + root_q)
-
-
-def _t_logmap(torch, x, y, c):
-    """log_x(y) = β_x F(u) (−x ⊕ y), u² = q/D and 1 − u² = β_xβ_y/D taken apart."""
-    beta_x = 1 - _t_c_norm2(torch, x, c)
-    beta_y = 1 - _t_c_norm2(torch, y, c)
-    q = _t_c_norm2(torch, y - x, c)
-    denominator = beta_x * beta_y + q
-    w = _t_mobius_add(torch, -x, y, c)
-    return beta_x * _t_artanh_factor(torch, q / denominator, beta_x * beta_y / denominator) * w
-
-
-def _t_distance(torch, x, y, c):
-    """(1/√c) arcosh(1 + δ) = log1p(δ + √(δ(δ + 2)))/√c, δ = 2c‖x − y‖²/(β_xβ_y)."""
-    beta_x = 1 - _t_c_norm2(torch, x, c)
-    beta_y = 1 - _t_c_norm2(torch, y, c)
-    delta = 2 * _t_c_norm2(torch, x - y, c) / (beta_x * beta_y)
-    return (torch.log1p(delta + torch.sqrt(delta * (delta + 2))) / math.sqrt(c))[..., 0]
-
-
-def _t_transport(torch, x, y, v, c):
-    """PT_{x→y}(v) = gyr[y, −x] v · β_y/β_x (Ungar's closed form of the gyration)."""
-    a, b = y, -x
-    ab, av, bv = (torch.sum(p * q, dim=-1, keepdim=True) for p, q in ((a, b), (a, v), (b, v)))
-    a2, b2 = torch.sum(a * a, dim=-1, keepdim=True), torch.sum(b * b, dim=-1, keepdim=True)
-    c2 = c * c
-    big_a = -c2 * av * b2 + c * bv + 2 * c2 * ab * bv
-    big_b = -c2 * bv * a2 - c * av
-    denominator = (1 - c * a2) * (1 - c * b2) + _t_c_norm2(torch, a + b, c)
-    gyrated = v + 2 * (big_a * a + big_b * b) / denominator
-    return (1 - _t_c_norm2(torch, y, c)) / (1 - _t_c_norm2(torch, x, c)) * gyrated
-
-
-def _t_expmap(torch, x, v, c):
-    """exp_x(v) = x ⊕ exp_0(v/β_x)."""
-    s = v / (1 - _t_c_norm2(torch, x, c))
-    return _t_mobius_add(torch, x, _t_expmap0_factor(torch, _t_c_norm2(torch, s, c)) * s, c)
 
 
 def _midpoint_torch(torch, args, kwargs, cotangent):
@@ -109,13 +75,13 @@ def _batch_norm_torch(torch, args, kwargs, cotangent):
 
     def step():
         x.grad = gamma.grad = beta.grad = None
-        b = _t_expmap0(torch, beta, c)[None, :]
+        b = torch_expmap0(torch, beta, c)[None, :]
         mu = _t_midpoint(torch, x, c)[None, :]
-        w = _t_logmap(torch, mu, x, c)
-        d = _t_distance(torch, x, mu, c)
+        w = torch_logmap(torch, mu, x, c)
+        d = torch_distance(torch, x, mu, c)
         variance = torch.sum(d * d) / x.shape[0]
-        z = torch.sqrt(gamma / (variance + VARIANCE_EPS)) * _t_transport(torch, mu, b, w, c)
-        out = _t_expmap(torch, b, z, c)
+        z = torch.sqrt(gamma / (variance + VARIANCE_EPS)) * torch_parallel_transport(torch, mu, b, w, c)
+        out = torch_expmap(torch, b, z, c)
         out.backward(g)
         return out
 

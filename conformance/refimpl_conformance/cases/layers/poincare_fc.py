@@ -7,11 +7,19 @@ import math
 
 import numpy as np
 
-from refimpl.layers.poincare import SERIES_BELOW
-
 from ..._cases import Bench, ErrorCase, OpCases, Sample, register
 from ...deviations import transcribes
-from .poincare import BOUNDARY, _ball_points, _directions, _random_c, ball_bench_sample
+from .poincare import (
+    BOUNDARY,
+    _ball_points,
+    _directions,
+    _random_c,
+    ball_bench_sample,
+    torch_artanh_factor,
+    torch_c_squared_norm,
+    torch_expmap0,
+    torch_mobius_add,
+)
 
 NOTES = {
     "IDENTITY_INIT": "Z = ½·eye, r = 0: poincare_fc is the identity; zero columns have ‖z_k‖ = 0",
@@ -32,10 +40,9 @@ def _identity_Z(n_in, n_out):
 
 
 # -- the PyTorch baselines: the reference's formulas (refimpl/layers/poincare*.py) in torch ops --------
-# Shared with poincare_batchnorm.py. Each helper takes the torch module (imported by the bench
-# only); the forward is the reference's, with its clamps and series switches, and autograd
-# differentiates it.
-SERIES_U2 = SERIES_BELOW**2  # the series of f(u) = tanh(u)/u, artanh(u)/u below u = SERIES_BELOW
+# The shared maps (c‖x‖², exp_0, log_0, ⊕) are poincare.py's torch helpers. Each helper takes
+# the torch module (imported by the bench only); the forward is the reference's, with its
+# clamps and series switches, and autograd differentiates it.
 
 
 def _below_one(dtype) -> float:
@@ -49,58 +56,16 @@ def _rows(a) -> int:
     return a.size // a.shape[-1]
 
 
-def _t_c_norm2(torch, x, c):
-    """``c‖x‖²`` per row, keepdim."""
-    return c * torch.sum(x * x, dim=-1, keepdim=True)
-
-
-def _t_expmap0_factor(torch, u2):
-    """``tanh(u)/u`` from ``u² = c‖v‖²``, its series below the switch (expmap0_factors)."""
-    u2_lo = torch.clamp(u2, max=SERIES_U2)
-    u_hi = torch.sqrt(torch.clamp(u2, min=SERIES_U2))  # = max(u, 1e-3), no sqrt'(0) in autograd
-    return torch.where(u2 < SERIES_U2, 1 - u2_lo / 3 + 2 * u2_lo**2 / 15, torch.tanh(u_hi) / u_hi)
-
-
-def _t_logmap0_factor(torch, u2):
-    """``artanh(u)/u`` from ``u² = c‖y‖² < 1`` (logmap0_factors: log1p(u) − ½ log1p(−u²))."""
-    u2_lo = torch.clamp(u2, max=SERIES_U2)
-    u2_hi = torch.clamp(u2, min=SERIES_U2)
-    u_hi = torch.sqrt(u2_hi)
-    artanh = torch.log1p(u_hi) - 0.5 * torch.log1p(-u2_hi)
-    return torch.where(u2 < SERIES_U2, 1 + u2_lo / 3 + u2_lo**2 / 5, artanh / u_hi)
-
-
-def _t_artanh_factor(torch, u2, one_minus_u2):
-    """``artanh(u)/u`` with ``1 − u²`` given apart (artanh_factors)."""
-    u2_lo = torch.clamp(u2, max=SERIES_U2)
-    u_hi = torch.sqrt(torch.clamp(u2, min=SERIES_U2))
-    artanh = torch.log1p(u_hi) - 0.5 * torch.log(torch.clamp(one_minus_u2, max=1 - SERIES_U2))
-    return torch.where(u2 < SERIES_U2, 1 + u2_lo / 3 + u2_lo**2 / 5, artanh / u_hi)
-
-
-def _t_mobius_add(torch, x, y, c):
-    """``x ⊕ y`` in mobius_add's cancellation-free form."""
-    x_plus_y = x + y
-    beta_x = 1 - _t_c_norm2(torch, x, c)
-    beta_y = 1 - _t_c_norm2(torch, y, c)
-    q = _t_c_norm2(torch, x_plus_y, c)
-    return (beta_x * x_plus_y + q * x) / (beta_x * beta_y + q)
-
-
-def _t_expmap0(torch, v, c):
-    return _t_expmap0_factor(torch, _t_c_norm2(torch, v, c)) * v
-
-
 def _t_tangent_relu(torch, x, c, below_one):
     """``exp_0(relu(log_0(x)))`` as _tangent_relu_forward (c‖x‖² capped below 1)."""
-    v = _t_logmap0_factor(torch, torch.clamp(_t_c_norm2(torch, x, c), max=below_one)) * x
-    return _t_expmap0(torch, torch.relu(v), c)
+    v = torch_artanh_factor(torch, torch.clamp(torch_c_squared_norm(x, c), max=below_one)) * x
+    return torch_expmap0(torch, torch.relu(v), c)
 
 
 def _t_fc(torch, x, Z, r, c, below_one):
     """poincare_fc's forward: the hyperplane distances, then y with every exp scaled by e^{−M}."""
     sqrt_c = math.sqrt(c)
-    beta = 1 - torch.clamp(_t_c_norm2(torch, x, c), max=below_one)
+    beta = 1 - torch.clamp(torch_c_squared_norm(x, c), max=below_one)
     lam = 2 / beta
     lam_minus_one = (2 - beta) / beta
     zeta = torch.linalg.vector_norm(Z, dim=0)
@@ -314,12 +279,12 @@ def _conv_torch(torch, args, kwargs, cotangent):
 
     def step():
         x.grad = Z.grad = r.grad = None
-        v = _t_logmap0_factor(torch, torch.clamp(_t_c_norm2(torch, x, c), max=below_one)) * x
+        v = torch_artanh_factor(torch, torch.clamp(torch_c_squared_norm(x, c), max=below_one)) * x
         v_pad = torch.nn.functional.pad(v, (0, 0, pad, pad, pad, pad))  # zeros: log_0 of the origin
         # (B, Ho, Wo, n, k, k) -> pixel-major windows (B, Ho, Wo, k·k·n), row (di·k + dj)·n + channel
         windows = v_pad.unfold(1, k, stride).unfold(2, k, stride).permute(0, 1, 2, 4, 5, 3)
         tangent = rho * windows.reshape(batch, windows.shape[1], windows.shape[2], k * k * n)
-        y = _t_fc(torch, _t_expmap0(torch, tangent, c), Z, r, c, below_one)
+        y = _t_fc(torch, torch_expmap0(torch, tangent, c), Z, r, c, below_one)
         y.backward(g)
         return y
 
@@ -725,7 +690,7 @@ def _residual_torch(torch, args, kwargs, cotangent):
 
     def step():
         fx.grad = x.grad = None
-        o = _t_mobius_add(torch, fx, x, c)
+        o = torch_mobius_add(torch, fx, x, c)
         if activation == "tangent_relu":
             o = _t_tangent_relu(torch, o, c, below_one)
         o.backward(g)
