@@ -1,4 +1,4 @@
-"""The vectorizable exp/expm1 of the Numba backend against NumPy's."""
+"""The vectorizable exp/expm1/log/log1p of the Numba backend against NumPy's."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ pytest.importorskip("numba")
 
 from numba import njit  # noqa: E402
 
-from refimpl_numba._vmath import exp, exp32, expm1, vexp  # noqa: E402
+from refimpl_numba._vmath import exp, exp32, expm1, log, log1p, vexp  # noqa: E402
 
 
 @njit
@@ -85,3 +85,69 @@ def test_exp32_limits_and_the_dtype_dispatch():
     out64 = np.empty_like(x64)
     _apply_vexp(x64, out64)  # float64 arguments keep the float64 exp
     np.testing.assert_allclose(out64, np.exp(x64), rtol=4.5e-16)
+
+
+@njit
+def _apply_log(x, out):
+    for i in range(x.size):
+        out[i] = log(x[i])
+
+
+@njit
+def _apply_log1p(x, out):
+    for i in range(x.size):
+        out[i] = log1p(x[i])
+
+
+def _ulp_error(got, exact):
+    """|got − exact| in units of the float64 spacing at ``exact`` (a long-double array)."""
+    spacing = np.spacing(np.abs(exact.astype(np.float64))).astype(np.longdouble)
+    return np.abs((got.astype(np.longdouble) - exact) / spacing).astype(np.float64)
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an extended long double")
+def test_log_within_one_ulp_over_the_whole_positive_range_subnormals_included():
+    rng = np.random.default_rng(1)
+    x = np.concatenate(
+        [
+            np.exp(rng.uniform(-744.0, 709.0, 200_000)),
+            rng.uniform(0.5, 2.0, 200_000),  # around 1, where log's digits are smallest
+            10.0 ** rng.uniform(-323.0, -308.0, 20_000),  # subnormal
+            [5e-324, 1.0, np.nextafter(1.0, 2.0), np.nextafter(1.0, 0.0), np.finfo(np.float64).max],
+        ]
+    )
+    out = np.empty_like(x)
+    _apply_log(x, out)
+    assert _ulp_error(out, np.log(x.astype(np.longdouble))).max() < 1.0
+    assert out[x == 1.0][0] == 0.0
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant < 60, reason="needs an extended long double")
+def test_log1p_within_two_ulp_and_exact_where_one_plus_x_rounds_to_one():
+    rng = np.random.default_rng(2)
+    x = np.concatenate(
+        [
+            rng.uniform(-0.999, 1.0, 200_000),
+            10.0 ** rng.uniform(-300.0, 0.0, 100_000),
+            -(10.0 ** rng.uniform(-300.0, 0.0, 100_000)) * 0.999999,
+            10.0 ** rng.uniform(0.0, 308.0, 100_000),
+        ]
+    )
+    out = np.empty_like(x)
+    _apply_log1p(x, out)
+    assert _ulp_error(out, np.log1p(x.astype(np.longdouble))).max() < 2.0
+    tiny = np.array([1e-17, -1e-17, 1e-300, 5e-324])
+    out = np.empty_like(tiny)
+    _apply_log1p(tiny, out)
+    np.testing.assert_array_equal(out, tiny)
+
+
+def test_log_and_log1p_special_values():
+    x = np.array([0.0, np.inf, -1.0, np.nan])
+    out = np.empty_like(x)
+    _apply_log(x, out)
+    assert out[0] == -np.inf and out[1] == np.inf and np.isnan(out[2]) and np.isnan(out[3])
+    y = np.array([0.0, np.inf, -1.0])
+    out = np.empty_like(y)
+    _apply_log1p(y, out)
+    assert out[0] == 0.0 and out[1] == np.inf and out[2] == -np.inf

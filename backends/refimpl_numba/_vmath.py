@@ -1,5 +1,5 @@
-"""``exp`` and ``expm1`` that LLVM can vectorize, for the Numba kernels, and the row
-log-sum-exp built on them.
+"""``exp``, ``expm1``, ``log`` and ``log1p`` that LLVM can vectorize, for the Numba kernels,
+and the row log-sum-exp built on them.
 
 ``math.exp`` in a Numba loop is a call into the C library, one element at a time: without
 Intel's SVML (which the llvmlite wheels no longer link) LLVM cannot turn it into SIMD code,
@@ -33,6 +33,20 @@ Cephes' ``expf`` (S. L. Moshier), ``eʳ ≈ 1 + r + r²·P(r)``. Measured agains
 above 88.72. ``vexp(x)`` picks ``exp32`` for a float32 argument and ``exp`` otherwise, so a
 kernel that keeps a float32 row in float32 gets the fast one.
 
+``log(x)`` (float64) is fdlibm's ``__ieee754_log`` written without branches: the bits of x
+give ``x = 2ᵏ·m`` with m in [√2/2, √2) (a subnormal x is first scaled by 2⁵⁴), then
+``f = m − 1``, ``s = f/(2 + f)`` and ``log(1 + f) = f − f²/2 + s(f²/2 + R(s²))`` with fdlibm's
+degree-14 minimax ``R`` (coefficients ``Lg1..Lg7``), plus ``k·ln 2`` in two parts. k is turned
+into a float64 by the 2⁵² trick (AVX2 has no int64 → float64 conversion). Measured against
+long-double ``log`` over [5e-324, 1.8e308]: at most 0.82 ulp. ``log(0) = −inf``,
+``log(inf) = inf``, negative x and NaN give NaN. ``log1p(x) = log(u) + (x − (u − 1))/u`` with
+``u = 1 + x`` (the second term is the rounding error of u, to first order): at most 1.5 ulp
+against long-double ``log1p`` over (−1, 1e308), and exactly x where ``u == 1``. Both are
+compiled with ``error_model="numpy"``: Numba's default Python error model puts a
+zero-division branch around ``f/(2 + f)``, and a branch keeps the loop scalar. Measured:
+Σ log over 8 M float64 values, one thread, 55 ms against 103 ms with ``math.log``; Σ log1p
+48 ms against 267 ms with ``math.log1p``.
+
 Use it from a kernel compiled with ``fastmath={"reassoc"}`` (so LLVM may vectorize the row
 sums too) and leave it a separate Numba function, never ``inline="always"``: LLVM inlines it
 anyway, and each instruction keeps its own fast-math flags, so the caller's ``reassoc``
@@ -49,7 +63,7 @@ import numpy as np
 from numba import njit, types
 from numba.core.extending import intrinsic, overload
 
-__all__ = ["exp", "exp32", "expm1", "row_log_sum_exp", "vexp"]
+__all__ = ["exp", "exp32", "expm1", "log", "log1p", "row_log_sum_exp", "vexp"]
 
 LOG2E = 1.4426950408889634
 LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n·LN2_HI is exact for |n| < 2¹¹
@@ -74,6 +88,17 @@ def _float32_from_bits(typingctx, bits):
 
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return signature, codegen
+
+
+@intrinsic
+def _bits_from_float64(typingctx, x):
+    """Reinterpret a float64 as the int64 with the same bits (LLVM ``bitcast``)."""
+    signature = types.int64(types.float64)
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
 
     return signature, codegen
 
@@ -177,6 +202,55 @@ def expm1(x):
     far = exp(x) - 1.0
     near_zero = _expm1_taylor(x)
     return near_zero if abs(x) < 0.34657359027997264 else far
+
+
+# fdlibm's e_log.c: the minimax polynomial of log(1 + f) in s = f/(2 + f), |s| < 0.1716
+_LG = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
+_TO_SQRT_HALF = (0x3FF00000 - 0x3FE6A09E) << 32  # moves m ≥ √2 into the next binade
+_MANTISSA = 0x000FFFFFFFFFFFFF
+_SQRT_HALF_BITS = 0x3FE6A09E << 32
+_TWO52_BITS = 0x4330000000000000  # 2⁵²: its low mantissa bits hold a small integer exactly
+_TWO52 = 4503599627370496.0
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+_TWO54 = 18014398509481984.0
+
+
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def log(x):
+    """log x for a float64 ``x``, branch-free (see the module docstring)."""
+    tiny = x < _SMALLEST_NORMAL
+    y = x * _TWO54 if tiny else x
+    bias = 1077.0 if tiny else 1023.0  # the exponent bias, plus the 54 of the scaling
+    bits = _bits_from_float64(y) + _TO_SQRT_HALF
+    k = (_float64_from_bits(_TWO52_BITS | (bits >> 52)) - _TWO52) - bias
+    f = _float64_from_bits((bits & _MANTISSA) + _SQRT_HALF_BITS) - 1.0  # m − 1, m ∈ [√2/2, √2)
+    half_f2 = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    r = z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6]))) + w * (_LG[1] + w * (_LG[3] + w * _LG[5]))
+    value = s * (half_f2 + r) + k * LN2_LO - half_f2 + f + k * LN2_HI
+    value = -math.inf if x == 0.0 else value
+    value = math.inf if x == math.inf else value
+    return value if x >= 0.0 else math.nan
+
+
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def log1p(x):
+    """log(1 + x) for a float64 ``x`` > −1 without cancellation near 0, branch-free."""
+    u = 1.0 + x
+    value = log(u) + (x - (u - 1.0)) / u  # log u plus the rounding error of u, over u
+    value = x if u == 1.0 else value
+    value = -math.inf if u == 0.0 else value
+    return math.inf if x == math.inf else value
 
 
 @njit(cache=True, inline="always")
