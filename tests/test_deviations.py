@@ -48,6 +48,14 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "febs_dice_loss": {"febs-absent-group-zero-minimum"},
         "score_based_pruning": {"data-diet-offset-from-lowest"},
         "sparsity_constrained_ot_dual": {"pot-sparsity-dual-max-nz-at-least-m"},
+        "proximal_matching_loss": {"lpn-proximal-matching-nan-gradient-at-zero-distance"},
+        "vcb_loss": {"haco-bce-log-clamp-100"},
+        "pinto_counterfactual_loss": {"pinto-label-smoothing-target"},
+        "balora_consistency_loss": {"balora-nlg-kl-log-of-softmax"},
+        "balora_diversity_loss": {"balora-nlg-entropy-log-eps"},
+        "balora_svd_loss": {"balora-svd-no-gradient"},
+        "aaer_loss": {"aaer-loss-gap-detached"},
+        "adamixup_loss": {"adamixup-label-stop-gradient"},
     }
     for op, names in expected.items():
         assert {d.name for d in refimpl.get(op).deviations} == names
