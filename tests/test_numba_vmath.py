@@ -7,7 +7,7 @@ pytest.importorskip("numba")
 
 from numba import njit  # noqa: E402
 
-from refimpl_numba._vmath import exp, exp32, expm1, log, log1p, vexp  # noqa: E402
+from refimpl_numba._vmath import exp, exp32, expm1, log, log1p, tanh, vexp  # noqa: E402
 
 
 @njit
@@ -151,3 +151,23 @@ def test_log_and_log1p_special_values():
     out = np.empty_like(y)
     _apply_log1p(y, out)
     assert out[0] == 0.0 and out[1] == np.inf and out[2] == -np.inf
+
+
+@njit
+def _apply_tanh(x, out):
+    for i in range(x.size):
+        out[i] = tanh(x[i])
+
+
+def test_tanh_within_three_ulp_odd_and_saturating():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-25.0, 25.0, 200_000), 10.0 ** rng.uniform(-300.0, 0.0, 100_000)])
+    x = np.concatenate([x, -x, [0.0, 19.0, 20.0, 700.0, np.inf, -np.inf]])
+    out = np.empty_like(x)
+    _apply_tanh(x, out)
+    expected = np.tanh(x)
+    finite = expected != 0
+    spacing = np.spacing(np.abs(expected[finite]))
+    assert (np.abs(out[finite] - expected[finite]) / spacing).max() <= 3.0
+    assert out[x == 0.0][0] == 0.0
+    np.testing.assert_array_equal(out[np.abs(x) >= 20.0], np.sign(x[np.abs(x) >= 20.0]))
