@@ -63,6 +63,8 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "max_w_mixed_op": {"sharpdarts-max-w-detached-in-multichannel"},
         "contracon_conv_weight": {"contracon-conv-bias-and-skip-gate"},
         "entropy_task_inference": {"contracon-entropy-of-mean-logits"},
+        "cosine_power_annealing": {"cosine-power-annealing-empirical-normalization"},
+        "rws_patch": {"rws-patch-squared-alpha"},
     }
     for op, names in expected.items():
         assert {d.name for d in refimpl.get(op).deviations} == names

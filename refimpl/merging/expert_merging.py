@@ -8,6 +8,7 @@ from ..authoring import (
     ArgumentError,
     Flag,
     FloatArray,
+    IntArray,
     IntScalar,
     Paper,
     RealScalar,
@@ -20,6 +21,7 @@ __all__ = [
     "chunk_bounds",
     "expert_merging",
     "expert_merging_coefficient_regularizer",
+    "expert_merging_pp_chunk_allocation",
     "hidden_state_mse",
     "task_vector",
 ]
@@ -322,3 +324,99 @@ def hidden_state_mse_backward(residuals, g_loss):
     g_merged = g_loss * (2 / difference.size) * difference
     g_merged = g_merged.astype(difference.dtype, copy=False)
     return g_merged, -g_merged
+
+
+# -- Expert Merging++: importance-guided chunk allocation ----------------------------------------------
+def _check_allocation(arguments) -> None:
+    magnitudes = arguments["task_vector_magnitudes"]
+    if bool((magnitudes < 0).any()):
+        raise ArgumentError(
+            "task_vector_magnitudes",
+            "mean absolute task-vector entries s >= 0",
+            f"min s = {magnitudes.min()}",
+        )
+    weights = np.abs(arguments["alpha"]) * magnitudes
+    if not bool((weights.sum(axis=1) > 0).any()):
+        raise ArgumentError(
+            "alpha",
+            "at least one layer with Σ_k |α_k| s_k > 0 (the importances are normalized by their sum)",
+            "every layer has importance 0",
+        )
+
+
+@op(
+    inputs={
+        "alpha": FloatArray("L", "K"),
+        "task_vector_magnitudes": FloatArray("L", "K"),
+        "parameter_counts": IntArray("L", low=1),
+        "budget": IntScalar(0),
+        "kappa": RealScalar(0),
+    },
+    outputs=("importance", "chunks"),
+    check=_check_allocation,
+)
+def expert_merging_pp_chunk_allocation(alpha, task_vector_magnitudes, parameter_counts, *, budget, kappa):
+    r"""Expert Merging++'s chunk allocation: more chunk-wise coefficients for important layers.
+
+    After a first Expert Merging run with one coefficient per layer (parameter tensor) and
+    expert, Expert Merging++ measures how much the merged model relies on each layer — the
+    learned coefficient, times how far the expert moved that layer, times its size — and
+    spends a budget of extra coefficients where that importance is high: a layer of chunk
+    count m is split into m contiguous chunks with one coefficient each (``expert_merging``
+    with C = m), while unimportant layers keep their single coefficient.
+
+    Forward, for L layers and K experts::
+
+        w_ℓ = Σ_k |α_{ℓ,k}| · s_{ℓ,k} · n_ℓ           s_{ℓ,k} = mean_j |τ_{k,ℓ,j}|, n_ℓ = numel
+        I_ℓ = w_ℓ / Σ_j w_j                           (ℓ1-normalized: I ∈ [0, 1], Σ I = 1)
+        m_ℓ = ⌊ B · I_ℓ^κ / Σ_j I_j^κ ⌋               (float64; 0^0 = 1)
+
+    κ sets the steepness: κ = 0 gives every layer ⌊B/L⌋ chunks, κ > 1 concentrates the
+    budget on the most important layers. ``m_ℓ = 0`` means no chunk-wise coefficients: the
+    layer keeps one layer-wise coefficient per expert (call ``expert_merging`` with
+    ``C = max(m_ℓ, 1)``). Σ m_ℓ ≤ B (the floors leave the remainder unspent). The shares
+    are evaluated in float64; a share within a rounding of an integer may floor either way.
+
+    Tie rule: none is needed. Each layer's count depends only on its own share (no
+    largest-remainder redistribution), so layers of equal importance always get equal counts
+    and the result does not depend on the order of the layers.
+
+    PENDING pins. The importance metric is not in the released code (the official training
+    script takes chunk counts as given). The formulas above are transcribed from a summary of
+    arXiv:2509.25712 (layer-importance measure and importance-guided chunking), not yet
+    checked against the paper's equations; for that reason the budget B (whose scale the
+    summary leaves unclear: "B ≈ 0.9–1.2 in practice" reads as a per-layer ratio) and the
+    steepness κ are REQUIRED arguments with no default.
+
+    Not differentiable: a construction computed once between the two training stages
+    (reference-only).
+
+    Args:
+        alpha: (L, K) the learned layer-wise coefficients α of the first stage (after the
+            sigmoid; their absolute value is used), float32/float64.
+        task_vector_magnitudes: (L, K) ``s_{ℓ,k} = mean|τ_{k,ℓ}|``, the mean absolute entry
+            of expert k's task vector in layer ℓ, ≥ 0, same dtype.
+        parameter_counts: (L,) integer n_ℓ ≥ 1, the number of entries of layer ℓ.
+        budget: B ≥ 0, the total number of chunks to distribute (required: scale unpinned).
+        kappa: κ ≥ 0, the steepness of the allocation (required: no published default).
+
+    Returns:
+        importance: (L,) I_ℓ, summing to 1, dtype of ``alpha``.
+        chunks: (L,) int64 chunk counts m_ℓ ≥ 0.
+
+    Reference: Zhang et al., arXiv:2509.25712 (Expert Merging++, importance-guided layer
+    chunking); official code Littleor/ExpertMerging (chunk counts as input, ``torch.chunk``).
+
+    >>> import numpy as np, refimpl
+    >>> alpha = np.array([[0.5], [0.25], [0.25]])              # L = 3 layers, K = 1 expert
+    >>> s = np.array([[1.0], [1.0], [2.0]])
+    >>> importance, chunks = refimpl.merging.expert_merging_pp_chunk_allocation(
+    ...     alpha, s, np.array([10, 20, 10]), budget=8, kappa=1.0)
+    >>> importance, chunks                                        # w = 5, 5, 5
+    (array([0.33333333, 0.33333333, 0.33333333]), array([2, 2, 2]))
+    """
+    weights = (np.abs(alpha.astype(np.float64)) * task_vector_magnitudes).sum(axis=1) * parameter_counts
+    importance = weights / weights.sum()  # ℓ1 normalization across layers
+    powered = importance**kappa  # 0^0 = 1: κ = 0 is the uniform split
+    chunks = np.floor(budget * powered / powered.sum()).astype(np.int64)
+    return (importance.astype(alpha.dtype), chunks), None

@@ -1,11 +1,12 @@
 """Conformance cases for Expert Merging: `task_vector`, `expert_merging`,
-`expert_merging_coefficient_regularizer` and `hidden_state_mse`."""
+`expert_merging_coefficient_regularizer`, `hidden_state_mse` and
+`expert_merging_pp_chunk_allocation`."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import Bench, ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, Known, OpCases, Sample, register
 
 LOGIT_0_1 = float(np.log(0.1 / 0.9))  # the official initialization a = logit(0.1)
 
@@ -18,6 +19,11 @@ NOTES = {
     "SATURATED": "a = ±40: sigmoid(a) must not overflow and α(1 − α) must not cancel to 0 for a > 0",
     "SCALAR_PARAMETER": "a 0-d parameter tensor (n = 1)",
     "KINK": "α = 0.1 exactly is the kink of |α − 0.1|: the subgradient sign(0) = 0",
+    "UNIFORM_KAPPA": "κ = 0: every layer gets ⌊B/L⌋ chunks (0^0 = 1 for a zero-importance layer)",
+    "ZERO_IMPORTANCE": "a layer with α = 0 or τ = 0: importance 0, no chunks for κ > 0",
+    "EQUAL_IMPORTANCE": "layers of equal importance get equal counts (no order-dependent tie-break)",
+    "NEGATIVE_ALPHA": "the importance uses |α|",
+    "ZERO_BUDGET": "B = 0: no chunks anywhere",
 }
 
 
@@ -286,5 +292,99 @@ register(
             torch=_mse_torch,
             torch_label="F.mse_loss; autograd",
         ),
+    )
+)
+
+
+# -- expert_merging_pp_chunk_allocation -------------------------------------------------------------
+def _allocation_random(rng, L, K):  # noqa: N803
+    alpha = rng.uniform(0.0, 1.0, size=(L, K))
+    magnitudes = rng.uniform(0.0, 1e-3, size=(L, K)) * rng.choice([1.0, 10.0], size=(L, 1))
+    counts = rng.choice([4096, 16384, 65536, 1024], size=L)
+    kwargs = {"budget": int(rng.integers(0, 4 * L + 1)), "kappa": float(rng.choice([0.0, 0.5, 1.0, 2.0]))}
+    return Sample("random", (alpha, magnitudes, counts), kwargs)
+
+
+def _allocation_edges():
+    alpha = np.array([[0.5, 0.1], [0.2, 0.3], [0.0, 0.0], [0.9, 0.4]])
+    magnitudes = np.array([[1.0, 2.0], [1.0, 1.0], [3.0, 3.0], [0.5, 0.5]])
+    counts = np.array([8, 8, 8, 16])
+    return [
+        Sample(
+            "κ = 0: uniform",
+            (alpha, magnitudes, counts),
+            {"budget": 9, "kappa": 0.0},
+            flags=("UNIFORM_KAPPA",),
+        ),
+        Sample(
+            "a zero-importance layer, κ = 2",
+            (alpha, magnitudes, counts),
+            {"budget": 12, "kappa": 2.0},
+            flags=("ZERO_IMPORTANCE",),
+        ),
+        Sample(
+            "four equal layers, B = 6",
+            (np.full((4, 1), 0.3), np.full((4, 1), 0.01), np.full(4, 100)),
+            {"budget": 6, "kappa": 1.0},
+            flags=("EQUAL_IMPORTANCE",),
+        ),
+        Sample(
+            "negative α",
+            (-alpha, magnitudes, counts),
+            {"budget": 12, "kappa": 1.0},
+            flags=("NEGATIVE_ALPHA",),
+        ),
+        Sample("B = 0", (alpha, magnitudes, counts), {"budget": 0, "kappa": 1.0}, flags=("ZERO_BUDGET",)),
+        Sample("one layer", (alpha[:1], magnitudes[:1], counts[:1]), {"budget": 5, "kappa": 1.5}),
+    ]
+
+
+def _allocation_errors():
+    alpha, magnitudes, counts = np.ones((2, 2)), np.ones((2, 2)), np.array([4, 4])
+    return [
+        ErrorCase(
+            "negative magnitude",
+            (alpha, -magnitudes, counts),
+            {"budget": 4, "kappa": 1.0},
+            match="s >= 0",
+        ),
+        ErrorCase(
+            "every importance 0",
+            (np.zeros((2, 2)), magnitudes, counts),
+            {"budget": 4, "kappa": 1.0},
+            match="importance",
+        ),
+    ]
+
+
+def _allocation_known():
+    return [
+        Known(
+            "hand value: w = (5, 5, 5), B = 8",
+            (np.array([[0.5], [0.25], [0.25]]), np.array([[1.0], [1.0], [2.0]]), np.array([10, 20, 10])),
+            {"budget": 8, "kappa": 1.0},
+            {"importance": [1 / 3, 1 / 3, 1 / 3], "chunks": [2, 2, 2]},
+            source="by hand: w_ℓ = |α| s n, ⌊8/3⌋ = 2",
+        ),
+        Known(
+            "hand value: w = (3, 1), κ = 2, B = 10",
+            (np.array([[0.5, 0.25], [0.25, 0.0]]), np.array([[1.0, 2.0], [1.0, 1.0]]), np.array([3, 4])),
+            {"budget": 10, "kappa": 2.0},
+            {"importance": [0.75, 0.25], "chunks": [9, 1]},
+            source="by hand: w = (0.5·1 + 0.25·2)·3 = 3 and 0.25·4 = 1; I² = (9, 1)/16; ⌊10·0.9⌋, ⌊10·0.1⌋",
+        ),
+    ]
+
+
+register(
+    OpCases(
+        "expert_merging_pp_chunk_allocation",
+        dims={"L": (1, 8), "K": (1, 4)},
+        random=_allocation_random,
+        edges=_allocation_edges,
+        errors=_allocation_errors,
+        known=_allocation_known,
+        notes=NOTES,
+        defaults={},
     )
 )
