@@ -7,7 +7,7 @@ import numpy as np
 
 from ..authoring import ArgumentError, FloatArray, OneOf, Paper, array_namespace, op
 
-__all__ = ["irfft2_adjoint", "spectral_conv2d"]
+__all__ = ["irfft2_adjoint", "spectral_conv2d", "tucker_spectral_weight"]
 
 PAPER = Paper(
     "Multi-Grid Tensorized Fourier Neural Operator for High-Resolution PDEs",
@@ -283,3 +283,151 @@ def spectral_conv2d_backward(residuals, g_y):
     g_x_hat = place_modes(g_x_modes, shape[0], shape[1] // 2 + 1, xp)  # step 4
     g_x = rfft2_adjoint_field(g_x_hat, shape, norm, xp)
     return g_x.astype(dtype, copy=False), as_pairs(g_w, dtype, xp)
+
+
+# --- tucker_spectral_weight ---
+
+
+def mode_product(tensor, matrix, mode, xp=np):
+    """``T ×_n U``: axis ``mode`` of ``tensor`` (size r) contracted with axis 1 of ``matrix``
+    (s, r); the result has size s on axis ``mode`` and the other axes unchanged."""
+    return xp.moveaxis(xp.tensordot(matrix, tensor, axes=(1, mode)), 0, mode)
+
+
+def factor_cotangent(projected, core_conj, mode, xp=np):
+    """``Ū_n[s, r] = Σ projected[..., s, ...] · conj(G)[..., r, ...]`` over every axis but ``mode``:
+    the cotangent of factor n from ``W̄`` projected through the other modes' ``U_mᴴ``."""
+    others = [axis for axis in range(core_conj.ndim) if axis != mode]
+    return xp.tensordot(projected, core_conj, axes=(others, others))
+
+
+def tucker_weight_backward(g_w, core, factors, xp=np):
+    """Complex cotangents of the core and the four factors for ``W = G ×1 U1 ×2 U2 ×3 U3 ×4 U4``
+    (complex arrays in, complex arrays out; convention ∂L/∂Re + i ∂L/∂Im). Every product is a
+    projection ``× U_mᴴ``; the projections through two modes are shared."""
+    adjoints = [xp.conj(u).T for u in factors]  # U_mᴴ (R_m, size_m)
+    core_conj = xp.conj(core)
+    # modes 1, 2: project W̄ through modes 4 and 3 once, then through the remaining one
+    through_43 = mode_product(mode_product(g_w, adjoints[3], 3, xp), adjoints[2], 2, xp)
+    through_432 = mode_product(through_43, adjoints[1], 1, xp)  # (I, R2, R3, R4)
+    through_431 = mode_product(through_43, adjoints[0], 0, xp)  # (R1, O, R3, R4)
+    # modes 3, 4: project W̄ through modes 1 and 2 once, then through the remaining one
+    through_12 = mode_product(mode_product(g_w, adjoints[0], 0, xp), adjoints[1], 1, xp)
+    through_124 = mode_product(through_12, adjoints[3], 3, xp)  # (R1, R2, K1, R4)
+    through_123 = mode_product(through_12, adjoints[2], 2, xp)  # (R1, R2, R3, M2)
+    g_core = mode_product(through_432, adjoints[0], 0, xp)
+    g_factors = [
+        factor_cotangent(through_432, core_conj, 0, xp),
+        factor_cotangent(through_431, core_conj, 1, xp),
+        factor_cotangent(through_124, core_conj, 2, xp),
+        factor_cotangent(through_123, core_conj, 3, xp),
+    ]
+    return g_core, g_factors
+
+
+@op(
+    inputs={
+        "core": FloatArray("R1", "R2", "R3", "R4", 2),
+        "u_in": FloatArray("I", "R1", 2),
+        "u_out": FloatArray("O", "R2", 2),
+        "u_kx": FloatArray("K1", "R3", 2),
+        "u_ky": FloatArray("M2", "R4", 2),
+    },
+    outputs=("weight",),
+    differentiable=("core", "u_in", "u_out", "u_kx", "u_ky"),
+)
+def tucker_spectral_weight(core, u_in, u_out, u_kx, u_ky):
+    r"""Complex Tucker-factorized spectral weight of the tensorized FNO (TFNO): a small complex
+    core times one complex factor matrix per mode, giving the dense (I, O, 2·m1, m2) weight
+    that :func:`spectral_conv2d` takes.
+
+    The dense FNO weight has I·O·2·m1·m2 complex entries; TFNO stores it as a Tucker tensor
+    whose core (R1, R2, R3, R4) and factors are much smaller, and contracts them back. The map is
+    multilinear in (core, factors) and complex-linear (holomorphic) in each of them.
+
+    Forward (complex, ``z = pairs[..., 0] + i·pairs[..., 1]`` for every argument)::
+
+        W = G ×1 U_in ×2 U_out ×3 U_kx ×4 U_ky
+        W[i, o, k, l] = Σ_{a,b,c,d} G[a, b, c, d] · U_in[i, a] · U_out[o, b] · U_kx[k, c] · U_ky[l, d]
+
+    ``×n`` is the mode-n product (axis n of the core contracted with the factor's rank axis),
+    evaluated one mode at a time (4 tensordots, BLAS): ``((G ×4 U_ky) ×3 U_kx) ×2 U_out ×1 U_in``.
+    No factor is conjugated: this is tensorly's ``tucker_to_tensor`` (``multi_mode_dot``), which
+    tltorch's ``ComplexTuckerTensor`` (``tltorch/factorized_tensors/complex_factorized_tensors.py``,
+    ``ComplexTuckerTensor(ComplexHandler, TuckerTensor, name='ComplexTucker')``, core and factors
+    stored as ``torch.view_as_real`` pairs) uses for ``to_tensor``; neuraloperator builds its
+    spectral weight with ``FactorizedTensor.new(..., factorization="ComplexTucker")``.
+
+    The kx mode is the layer's row-mode axis: rows ``[0, m1)`` of ``U_kx`` give the weight of the
+    kept rows ``[:m1]``, rows ``[m1, 2·m1)`` those of rows ``[H − m1:]`` (the layout of
+    :func:`spectral_conv2d`). A layout with the rows in another order (fftshift'ed, −m1..m1−1) is
+    the same Tucker tensor with the rows of ``U_kx`` permuted (Tucker is equivariant: permuting
+    the rows of a factor permutes that axis of W).
+
+    Global (across-layers) factorization (MG-TFNO, one Tucker tensor shared by all layers): its
+    extra layer mode is not part of this op, which is the per-layer 4-mode map. A 5-mode tensor
+    ``G ×0 U_layer ×1 U_in … ×4 U_ky`` gives layer ℓ's weight as this op applied to the core
+    ``Σ_e U_layer[ℓ, e] G[e, …]``; that reduction is left to the caller.
+
+    Backward. Write complex cotangents as ``z̄ = ∂L/∂Re z + i·∂L/∂Im z`` (PyTorch's convention).
+    For a complex-linear map ``W = A z`` the cotangent is ``z̄ = Aᴴ W̄`` (the real-pair adjoint of
+    complex multiplication ``w = a·z`` is ``z̄ = conj(a)·w̄``, as in :func:`spectral_conv2d`).
+    W is complex-linear in each of G, U_in, U_out, U_kx, U_ky with the others fixed, so:
+
+    1. core: ``A = ⊗ of the four factors``, hence
+       ``Ḡ = W̄ ×1 U_inᴴ ×2 U_outᴴ ×3 U_kxᴴ ×4 U_kyᴴ``
+       (``×n Uᴴ`` contracts axis n of W̄ with the rows of U, conjugated).
+    2. factor n (e.g. U_in): ``W = U_in · M`` on the mode-1 unfolding, ``M = unfold_1(G ×2 U_out
+       ×3 U_kx ×4 U_ky)``, so ``Ū_in = W̄_(1) · Mᴴ``, i.e.
+       ``Ū_in[i, a] = Σ_{b,c,d} (W̄ ×2 U_outᴴ ×3 U_kxᴴ ×4 U_kyᴴ)[i, b, c, d] · conj(G[a, b, c, d])``
+       (``Σ_{o,k,l} W̄[i,o,k,l] conj(U_out[o,b] U_kx[k,c] U_ky[l,d])`` is the projection, then the
+       core's rank axes are contracted). The same with the roles of the modes exchanged gives
+       ``Ū_out``, ``Ū_kx``, ``Ū_ky``.
+
+    The code projects W̄ down (the cheap direction: every projection shrinks a mode to its rank)
+    and shares the two-mode projections ``W̄ ×4 U_kyᴴ ×3 U_kxᴴ`` (for Ū_in, Ū_out, Ḡ) and
+    ``W̄ ×1 U_inᴴ ×2 U_outᴴ`` (for Ū_kx, Ū_ky). Each cotangent is returned as pairs
+    ``(Re z̄, Im z̄) = (∂L/∂Re z, ∂L/∂Im z)``, what central differences on the real and imaginary
+    entries give.
+
+    Args:
+        core: G (R1, R2, R3, R4, 2), complex pairs.
+        u_in: U_in (I, R1, 2), input-channel factor.
+        u_out: U_out (O, R2, 2), output-channel factor.
+        u_kx: U_kx (K1, R3, 2), row-mode factor; K1 = 2·m1 for :func:`spectral_conv2d`.
+        u_ky: U_ky (M2, R4, 2), column-mode factor.
+
+    Returns:
+        weight: W (I, O, K1, M2, 2), complex pairs, core's dtype.
+
+    Reference: Kossaifi, Kovachki, Azizzadenesheli and Anandkumar, *Multi-Grid Tensorized Fourier
+    Neural Operator for High-Resolution PDEs*, arXiv:2310.00120 (TFNO, Tucker factorization of
+    the spectral weight); Kolda and Bader, *Tensor Decompositions and Applications* (mode-n
+    product); official code neuraloperator/neuraloperator with tensorly/tensorly-torch
+    (``ComplexTucker``).
+
+    >>> import numpy as np, refimpl
+    >>> one = lambda *shape: np.stack([np.ones(shape), np.zeros(shape)], axis=-1)
+    >>> core = one(1, 1, 1, 1) * 2.0                      # G = 2
+    >>> u_in = one(2, 1); u_in[1, 0] = (0.0, 1.0)         # U_in = (1, i)ᵀ
+    >>> w = refimpl.layers.tucker_spectral_weight(core, u_in, one(1, 1), one(2, 1), one(1, 1))
+    >>> w[:, 0, :, 0, 0], w[:, 0, :, 0, 1]                # W[i] = 2·U_in[i]: (2, 2i) on both rows
+    (array([[2., 2.],
+           [0., 0.]]), array([[0., 0.],
+           [2., 2.]]))
+    """
+    xp = array_namespace(core)
+    g = as_complex(core)
+    factors = [as_complex(u) for u in (u_in, u_out, u_kx, u_ky)]
+    w = g
+    for mode in (3, 2, 1, 0):
+        w = mode_product(w, factors[mode], mode, xp)
+    return as_pairs(w, core.dtype, xp), (g, factors, core.dtype)
+
+
+@tucker_spectral_weight.defvjp
+def tucker_spectral_weight_backward(residuals, g_weight):
+    g, factors, dtype = residuals
+    xp = array_namespace(g_weight)
+    g_core, g_factors = tucker_weight_backward(as_complex(g_weight), g, factors, xp)
+    return (as_pairs(g_core, dtype, xp), *(as_pairs(u, dtype, xp) for u in g_factors))

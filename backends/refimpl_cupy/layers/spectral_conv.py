@@ -1,5 +1,6 @@
 """Fourier neural operator layer and the irfft2 adjoint on CuPy: ``cupy.fft`` plus the per-mode
-complex contraction as one batched ``matmul`` over the kept modes.
+complex contraction as one batched ``matmul`` over the kept modes; the Tucker spectral weight
+as complex ``tensordot``s (cuBLAS).
 
 Mirrors ``refimpl/layers/spectral_conv.py`` (its array-generic helpers run on CuPy arrays:
 mode gather/scatter and the adjoint column weights). With the modes as the batch axis,
@@ -7,6 +8,9 @@ mode gather/scatter and the adjoint column weights). With the modes as the batch
 complex GEMMs (cuBLAS on the GPU). The conjugation and the complex ↔ pair conversions are
 fused elementwise kernels built with ``kernel_set``, so the module runs on NumPy inputs as
 ``cupy[host]``.
+
+``tucker_spectral_weight`` runs the reference's contraction schedule (``mode_product``,
+``tucker_weight_backward``, array-generic) on CuPy arrays: every step is a complex GEMM.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from refimpl.authoring import Impl
-from refimpl.layers.spectral_conv import irfft2_adjoint_spectrum, keep_modes, place_modes, rfft2_adjoint_field
+from refimpl.layers.spectral_conv import (
+    irfft2_adjoint_spectrum,
+    keep_modes,
+    mode_product,
+    place_modes,
+    rfft2_adjoint_field,
+    tucker_weight_backward,
+)
 
 from .._fuse import kernel_set, xp_of
 
@@ -86,7 +97,26 @@ def irfft2_adjoint_backward(residuals, g_u):
     return (xp.fft.irfft2(u, s=shape, norm=norm).astype(dtype, copy=False),)
 
 
+def tucker_spectral_weight_forward(core, u_in, u_out, u_kx, u_ky):
+    xp, k = xp_of(core), kernels_for(core)
+    g = k.to_complex(core[..., 0], core[..., 1])
+    factors = [k.to_complex(u[..., 0], u[..., 1]) for u in (u_in, u_out, u_kx, u_ky)]
+    w = g
+    for mode in (3, 2, 1, 0):  # ((G ×4 U_ky) ×3 U_kx) ×2 U_out ×1 U_in
+        w = mode_product(w, factors[mode], mode, xp)
+    return _pairs(w, core.dtype, xp), (g, factors, core.dtype)
+
+
+def tucker_spectral_weight_backward(residuals, g_weight):
+    g, factors, dtype = residuals
+    xp, k = xp_of(g_weight), kernels_for(g_weight)
+    g_w = k.to_complex(g_weight[..., 0], g_weight[..., 1]).astype(g.dtype, copy=False)
+    g_core, g_factors = tucker_weight_backward(g_w, g, factors, xp)
+    return (_pairs(g_core, dtype, xp), *(_pairs(u, dtype, xp) for u in g_factors))
+
+
 IMPLS = {
     "spectral_conv2d": Impl(spectral_conv2d_forward, spectral_conv2d_backward),
     "irfft2_adjoint": Impl(irfft2_adjoint_forward, irfft2_adjoint_backward),
+    "tucker_spectral_weight": Impl(tucker_spectral_weight_forward, tucker_spectral_weight_backward),
 }

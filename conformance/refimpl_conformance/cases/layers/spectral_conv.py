@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..._cases import Bench, ErrorCase, OpCases, Sample, register
+from ..._cases import Bench, ErrorCase, Known, OpCases, Sample, register
 
 NORMS = ("backward", "ortho", "forward")
 
@@ -167,6 +167,139 @@ register(
             sizes={"B": 32, "H": 256, "W": 256},
             torch=_adjoint_torch,
             torch_label="c ⊙ torch.fft.rfft2(norm=swapped), view_as_real (autograd)",
+        ),
+    )
+)
+
+
+# --- tucker_spectral_weight ---
+
+TUCKER_NOTES = {
+    "RANK_ONE": "every rank 1: a rank-one tensor, each cotangent a single column",
+    "OVERCOMPLETE": "ranks larger than the sizes (legal, not unique): the projections grow the core side",
+    "SQUARE": "ranks equal to the sizes: no compression, every factor square",
+    "FLOAT_PAIRS": "mixed signs and scales on Re and Im: a swapped or unconjugated factor shows",
+}
+
+
+def _tucker_args(rng, I, O, K1, M2, R1, R2, R3, R4, scale=1.0):  # noqa: E741 - I is C_in
+    def pairs(*shape):
+        return rng.standard_normal((*shape, 2)) * scale
+
+    return (pairs(R1, R2, R3, R4), pairs(I, R1), pairs(O, R2), pairs(K1, R3), pairs(M2, R4))
+
+
+def _tucker_random(rng, I, O, K1, M2, R1, R2, R3, R4):  # noqa: E741
+    return Sample("random", _tucker_args(rng, I, O, K1, M2, R1, R2, R3, R4, scale=rng.uniform(0.3, 3)))
+
+
+def _tucker_edges():
+    rng = np.random.default_rng(23)
+    core, u_in, u_out, u_kx, u_ky = _tucker_args(rng, 3, 2, 4, 3, 2, 2, 2, 2)
+    return [
+        Sample("all ranks 1", _tucker_args(rng, 2, 3, 4, 2, 1, 1, 1, 1), flags=("RANK_ONE",)),
+        Sample(
+            "ranks above the sizes (overcomplete)",
+            _tucker_args(rng, 2, 1, 2, 1, 3, 2, 4, 2),
+            flags=("OVERCOMPLETE",),
+        ),
+        Sample("ranks equal to the sizes", _tucker_args(rng, 2, 2, 2, 3, 2, 2, 2, 3), flags=("SQUARE",)),
+        Sample(
+            "purely imaginary factors, real core ×1e3",
+            (core * [1e3, 0.0], u_in * [0.0, 1.0], u_out * [0.0, 1.0], u_kx, u_ky * [0.0, 1.0]),
+            flags=("FLOAT_PAIRS",),
+        ),
+    ]
+
+
+def _tucker_known():
+    # W[i, 0, k, 0] = G·U_in[i]·U_out·U_kx[k]·U_ky with G = 1 + i, U_in = (1, i), U_out = 2,
+    # U_kx = (1, −1), U_ky = 1; the cotangent is 1 at W[0, 0, 0, 0] only, so
+    # Ḡ = conj(U_in[0]·U_out·U_kx[0]·U_ky) = 2, Ū_in[0] = conj(G·U_out·U_kx[0]·U_ky) = 2 − 2i,
+    # Ū_out = conj(G·U_in[0]·U_kx[0]·U_ky) = 1 − i, Ū_kx[0] = 2 − 2i, Ū_ky = 2 − 2i.
+    core = np.array([1.0, 1.0]).reshape(1, 1, 1, 1, 2)
+    u_in = np.array([[[1.0, 0.0]], [[0.0, 1.0]]])
+    u_out = np.array([[[2.0, 0.0]]])
+    u_kx = np.array([[[1.0, 0.0]], [[-1.0, 0.0]]])
+    u_ky = np.array([[[1.0, 0.0]]])
+    cotangent = np.zeros((2, 1, 2, 1, 2))
+    cotangent[0, 0, 0, 0, 0] = 1.0
+    weight = np.array([[[2.0, 2.0], [-2.0, -2.0]], [[-2.0, 2.0], [2.0, -2.0]]]).reshape(2, 1, 2, 1, 2)
+    return [
+        Known(
+            "rank-one complex Tucker by hand",
+            (core, u_in, u_out, u_kx, u_ky),
+            values={
+                "weight": weight,
+                "cotangent of 'core'": np.array([2.0, 0.0]).reshape(1, 1, 1, 1, 2),
+                "cotangent of 'u_in'": [[[2.0, -2.0]], [[0.0, 0.0]]],
+                "cotangent of 'u_out'": [[[1.0, -1.0]]],
+                "cotangent of 'u_kx'": [[[2.0, -2.0]], [[0.0, 0.0]]],
+                "cotangent of 'u_ky'": [[[2.0, -2.0]]],
+            },
+            source="hand computation (mode products of a rank-one complex Tucker tensor)",
+            cotangent=cotangent,
+        )
+    ]
+
+
+def _tucker_torch(torch, args, kwargs, cotangent):
+    """Complex tensors (view_as_complex) and four mode products with torch.tensordot (autograd):
+    tensorly's tucker_to_tensor, as tltorch's ComplexTucker evaluates it."""
+    leaves = [torch.from_numpy(a).requires_grad_() for a in args]
+    g_w = torch.from_numpy(cotangent)
+
+    def step():
+        g, *factors = (torch.view_as_complex(a) for a in leaves)
+        w = g
+        for mode in (3, 2, 1, 0):
+            w = torch.movedim(torch.tensordot(factors[mode], w, dims=([1], [mode])), 0, mode)
+        weight = torch.view_as_real(w)
+        for leaf in leaves:
+            leaf.grad = None
+        weight.backward(g_w)
+        return weight
+
+    return step
+
+
+def _tucker_blas(args, kwargs):
+    """The forward's four complex mode products with NumPy's tensordot (BLAS)."""
+    g, *factors = (a[..., 0] + 1j * a[..., 1] for a in args)
+
+    def step():
+        w = g
+        for mode in (3, 2, 1, 0):
+            w = np.moveaxis(np.tensordot(factors[mode], w, axes=(1, mode)), 0, mode)
+        return w
+
+    return step
+
+
+register(
+    OpCases(
+        "tucker_spectral_weight",
+        dims={
+            "I": (1, 4),
+            "O": (1, 4),
+            "K1": (1, 4),
+            "M2": (1, 3),
+            "R1": (1, 3),
+            "R2": (1, 3),
+            "R3": (1, 3),
+            "R4": (1, 2),
+        },
+        random=_tucker_random,
+        edges=_tucker_edges,
+        known=_tucker_known,
+        notes=TUCKER_NOTES,
+        defaults={},
+        bench=Bench(
+            # a TFNO layer: 64 channels, 2·m1 = 32 rows, m2 = 16 columns, ranks about half
+            sizes={"I": 64, "O": 64, "K1": 32, "M2": 16, "R1": 32, "R2": 32, "R3": 16, "R4": 8},
+            torch=_tucker_torch,
+            torch_label="view_as_complex + torch.tensordot mode products (autograd), view_as_real",
+            blas=_tucker_blas,
         ),
     )
 )
