@@ -272,7 +272,12 @@ def _operand_roundings(
     """
     if len(raw) != 2 or not isinstance(result, np.ndarray | np.floating):
         return result
-    a, b = (np.asarray(v, dtype=np.float64) if isinstance(v, np.ndarray | np.floating) else v for v in raw)
+    a, b = (  # complex operands (a Fourier layer's spectra) keep their imaginary parts
+        np.asarray(v, dtype=np.complex128 if np.iscomplexobj(v) else np.float64)
+        if isinstance(v, np.ndarray | np.floating | np.complexfloating)
+        else v
+        for v in raw
+    )
     size = 0.0
     for operand, original in zip((a, b), inputs, strict=True):
         if isinstance(operand, np.ndarray) and _computed(original):
