@@ -65,6 +65,7 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "entropy_task_inference": {"contracon-entropy-of-mean-logits"},
         "cosine_power_annealing": {"cosine-power-annealing-empirical-normalization"},
         "rws_patch": {"rws-patch-squared-alpha"},
+        "semi_permeable_attention": {"excelformer-additive-mask-1e4"},
     }
     for op, names in expected.items():
         assert {d.name for d in refimpl.get(op).deviations} == names
