@@ -175,7 +175,7 @@ def linear_cka(X, Y):
 
     >>> import numpy as np, refimpl
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
-    >>> float(refimpl.regularizers.linear_cka(X, X))
+    >>> round(float(refimpl.regularizers.linear_cka(X, X)), 12)  # 1 up to rounding
     1.0
     >>> Y = np.array([[1.0], [-1.0], [0.0]])  # Y_cᵀX_c = [1, −1]; X_cᵀX_c = [[2, −1], [−1, 2]]/3
     >>> round(float(refimpl.regularizers.linear_cka(X, Y)), 12)  # 2/(2·√10/3) = 3/√10

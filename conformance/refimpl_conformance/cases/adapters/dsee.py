@@ -150,6 +150,9 @@ def _support_random(rng, O, I, R0):  # noqa: N803
     kwargs = {
         "num_sparse": int(rng.integers(1, O * I + 1)),
         "rounds": int(rng.integers(1, 4)),
+        "alternations": int(rng.integers(1, 4)),
+        "rows_per_round": int(rng.choice([3, 5])),
+        "threshold": float(rng.choice([0.01, 0.1])),
         "ties": str(rng.choice(["keep_all", "first"])),
     }
     return Sample("random", (W, rng.standard_normal((R0, I))), kwargs)

@@ -25,6 +25,11 @@ def _mask_random(rng, N):  # noqa: N803
     k = int(rng.integers(1, max(frozen, 1) + 1))
     if frozen == 0:
         previous = None
+    if rng.integers(0, 3) == 0:  # the budget as a proportion of the N entries instead of a count
+        proportion = float(rng.uniform(1.01, max(frozen, 1) + 0.5)) / N
+        return Sample("random", (theta0, theta1, previous), {"ft_params_proportion": proportion})
+    if k >= 2 and rng.integers(0, 3) == 0:  # the budget spread over two unfreezing rounds
+        return Sample("random", (theta0, theta1, previous), {"ft_params_num": k, "n_ft_iterations": 2})
     return Sample("random", (theta0, theta1, previous), {"ft_params_num": k})
 
 

@@ -35,6 +35,9 @@ def _random(rng, N, C, H, W):
         "eps": float(rng.choice([1e-5, 1e-3, 0.1])),
         "unbiased": unbiased,
     }
+    if rng.integers(0, 4) == 0:  # detached statistics: by design not the forward's derivative
+        kwargs["detach_stats"] = True
+        return Sample("random", (x, mean_source, var_source, gamma, beta), kwargs, fd=False)
     return Sample("random", (x, mean_source, var_source, gamma, beta), kwargs)
 
 

@@ -215,7 +215,8 @@ def _spa_params(rng, D, scale=1.0):  # noqa: N803
 def _spa_random(rng, B, F, H, Dh):  # noqa: N803
     D = H * Dh
     x = rng.standard_normal((B, F, D))
-    return Sample("random", (x, *_spa_params(rng, D, rng.uniform(0.5, 2))), {"n_heads": H})
+    kwargs = {"n_heads": H} | ({"mask_value": -1e4} if rng.integers(0, 4) == 0 else {})
+    return Sample("random", (x, *_spa_params(rng, D, rng.uniform(0.5, 2))), kwargs)
 
 
 def _spa_edges():

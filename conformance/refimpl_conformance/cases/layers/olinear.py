@@ -26,6 +26,8 @@ def _random_basis(rng, n, C, tau):  # noqa: N803
     kwargs = {"tau": min(tau, n - 1)}
     if rng.integers(0, 3) == 0:
         kwargs["official_column_normalization"] = True
+    if rng.integers(0, 3) == 0:
+        kwargs["min_variance"] = float(rng.choice([1e-8, 1e-2]))
     return Sample("random", (_series(rng, n, C),), kwargs)
 
 

@@ -461,6 +461,9 @@ def _vae_random(rng, B, A, Z):
     level = float(rng.choice([1.0, 30.0, 300.0]))
     q_a, v = (rng.standard_normal(B) * level + level for _ in range(2))
     kwargs = {"vae_weight": float(rng.choice([1.0, 0.5, 2.0]))}
+    if rng.integers(0, 3) == 0:  # a lower clamp still 1 or more from the entries put below it
+        kwargs["log_std_min"] = float(rng.choice([-5.0, -3.0]))
+        kwargs["log_std_max"] = 12.0  # above every entry drawn here
     return Sample("random", (recon, a, mu, log_std, q_a, v), kwargs)
 
 

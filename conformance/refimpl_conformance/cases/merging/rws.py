@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import Bench, Known, OpCases, Sample, register
+from .wise_ft import shape_with
 
 NOTES = {
     "ORTHOGONAL": "Δ ⊥ a already: the signature is Δ itself",
@@ -21,25 +22,17 @@ NOTES = {
 }
 
 
-def _shape_with(rng, n):
-    """A random shape holding n elements: (n,), (n//d, d) or (d, 1, n//d) for a small divisor d."""
-    divisors = [d for d in range(1, min(n, 64) + 1) if n % d == 0]
-    d = int(rng.choice(divisors))
-    shapes = [(n,), (n // d, d), (d, 1, n // d)] + ([()] if n == 1 else [])
-    return shapes[int(rng.integers(0, len(shapes)))]
-
-
 # -- robust_weight_signature ------------------------------------------------------------------
 def _models(rng, shape):
     """θ_pre and two fine-tuned models around it, the robust one partly along the clean direction."""
     pre = rng.standard_normal(shape) * float(rng.choice([0.1, 1.0]))
     clean_move = 0.1 * rng.standard_normal(shape)
     robust_move = float(rng.uniform(-1, 1)) * clean_move + 0.1 * rng.standard_normal(shape)
-    return pre + robust_move, pre + clean_move, pre
+    return np.asarray(pre + robust_move), np.asarray(pre + clean_move), np.asarray(pre)
 
 
 def _signature_random(rng, n):
-    return Sample("random", _models(rng, _shape_with(rng, n)))
+    return Sample("random", _models(rng, shape_with(rng, n)))
 
 
 def _signature_edges():
@@ -127,8 +120,8 @@ register(
 
 # -- rws_patch --------------------------------------------------------------------------------
 def _patch_random(rng, n, C):  # noqa: N803
-    shape = _shape_with(rng, n)
-    clean = rng.standard_normal(shape)
+    shape = shape_with(rng, n)
+    clean = np.asarray(rng.standard_normal(shape))
     signatures = 0.1 * rng.standard_normal(shape + (C,))
     alpha = rng.uniform(0.0, 1.0, size=C) if rng.integers(0, 2) else np.full(C, 1.0 / C)
     return Sample("random", (clean, signatures, alpha), {"official_squared_alpha": bool(rng.integers(0, 2))})

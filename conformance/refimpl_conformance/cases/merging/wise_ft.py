@@ -18,8 +18,10 @@ NOTES = {
 }
 
 
-def _shape_with(rng, n):
-    """A random shape holding n elements: (n,), (n//d, d) or (d, 1, n//d) for a small divisor d."""
+def shape_with(rng, n):
+    """A random shape holding n elements: (n,), (n//d, d) or (d, 1, n//d) for a small divisor d
+    (or () for n = 1: the samplers wrap their draws in arrays, since NumPy returns a 0-d draw
+    as a scalar)."""
     divisors = [d for d in range(1, min(n, 64) + 1) if n % d == 0]
     d = int(rng.choice(divisors))
     shapes = [(n,), (n // d, d), (d, 1, n // d)] + ([()] if n == 1 else [])
@@ -28,9 +30,9 @@ def _shape_with(rng, n):
 
 # -- wise_ft_interpolate -------------------------------------------------------------------------
 def _interpolate_random(rng, n):
-    shape = _shape_with(rng, n)
-    theta_pre = rng.standard_normal(shape) * float(rng.choice([0.1, 1.0, 10.0]))
-    theta_ft = theta_pre + float(rng.choice([0.01, 0.1, 1.0])) * rng.standard_normal(shape)
+    shape = shape_with(rng, n)
+    theta_pre = np.asarray(rng.standard_normal(shape) * float(rng.choice([0.1, 1.0, 10.0])))
+    theta_ft = np.asarray(theta_pre + float(rng.choice([0.01, 0.1, 1.0])) * rng.standard_normal(shape))
     alpha = float(rng.choice([0.5, 0.25, 0.9, rng.uniform()]))
     return Sample("random", (theta_pre, theta_ft), {"alpha": alpha})
 

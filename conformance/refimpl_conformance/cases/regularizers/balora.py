@@ -31,7 +31,10 @@ def _consistency_random(rng, B, T, V):  # noqa: N803
     scale = float(rng.choice([0.3, 1.0, 4.0]))
     z_ft = rng.standard_normal(shape) * scale
     z_pre = z_ft + rng.standard_normal(shape) * float(rng.choice([0.1, 1.0]))
-    return Sample("random", (z_ft, z_pre), {"variant": variant})
+    kwargs = {"variant": variant}
+    if rng.integers(0, 3) == 0:  # a larger normalization guard (below every row norm drawn here)
+        kwargs["eps"] = 1e-8
+    return Sample("random", (z_ft, z_pre), kwargs)
 
 
 def _consistency_edges():

@@ -147,6 +147,8 @@ def _adamixup_random(rng, M, K, P):  # noqa: N803
     args = _adamixup_args(rng, M, K, P, scale=float(rng.choice([0.3, 2.0, 10.0])))
     if rng.integers(0, 4) == 0:  # soft labels (label smoothing, or any soft target)
         args = (*args[:2], args[2] * 0.9 + 0.05, args[3] * 0.8 + 0.1, *args[4:])
+    if rng.integers(0, 4) == 0:  # the official stop-gradient on ỹ: by design not the derivative
+        return Sample("random", args, {"stop_label_gradient": True}, fd=False)
     return Sample("random", args)
 
 
