@@ -212,6 +212,10 @@ def copy_bandwidth(megabytes: int = 256) -> tuple[float, str]:
     t = _time(lambda: np.copyto(dst, src), 9).median
     best["numpy copyto (1 thread)"] = 2 * src.nbytes / t / 1e9
     try:
+        import importlib.util
+
+        if importlib.util.find_spec("refimpl_numba") is not None:
+            import refimpl_numba  # noqa: F401 - its OpenMP wait policy, before Numba's threads start
         from numba import njit, prange
 
         @njit(parallel=True, cache=False)
