@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..._cases import Bench, ErrorCase, Known, OpCases, Sample, register
+from .lora import lora_blas
 
 NOTES = {
     "ZERO_S": "S = 0 (DSEE's initialization): the layer is lora_linear, yet S̄ = s·(Gᵀ X) ⊙ Ω ≠ 0",
@@ -96,19 +97,13 @@ def _dsee_torch(torch, args, kwargs, cotangent):
 
 def _dsee_blas(args, kwargs):
     """lora_linear's products plus the sparse cotangent Gᵀ X."""
-    x, W, A, B = args[:4]
+    x, W = args[:2]
     x_rows = x.reshape(-1, W.shape[1])
     g_rows = np.ones((x_rows.shape[0], W.shape[0]), dtype=x.dtype)
+    lora_step = lora_blas(args, kwargs)
 
     def step():
-        h = x_rows @ A.T
-        x_rows @ W.T
-        h @ B.T
-        g_h = g_rows @ B
-        g_rows @ W
-        g_h @ A
-        g_h.T @ x_rows
-        g_rows.T @ h
+        lora_step()
         g_rows.T @ x_rows
 
     return step

@@ -101,7 +101,7 @@ def _lora_torch(torch, args, kwargs, cotangent):
     return step
 
 
-def _lora_blas(args, kwargs):
+def lora_blas(args, kwargs):
     """Forward x Wᵀ, h = x Aᵀ, h Bᵀ; backward G B, G W, H̄ A, H̄ᵀ X, Gᵀ H."""
     x, W, A, B = args[:4]
     x_rows = x.reshape(-1, W.shape[1])
@@ -131,7 +131,7 @@ register(
             sizes={"T": "rows", "I": "cols", "O": "cols", "R": 16},
             torch=_lora_torch,
             torch_label="two torch.nn.functional.linear calls (peft's LoRA forward)",
-            blas=_lora_blas,
+            blas=lora_blas,
         ),
     )
 )
