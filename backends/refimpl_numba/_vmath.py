@@ -48,7 +48,10 @@ zero-division branch around ``f/(2 + f)``, and a branch keeps the loop scalar. M
 48 ms against 267 ms with ``math.log1p``.
 
 ``tanh(x) = sign(x)·(−t/(2 + t))`` with ``t = expm1(−2|x|)``: no cancellation near 0 and exactly
-±1 where |x| > 19.1; at most 3 ulp against ``np.tanh``.
+±1 where |x| > 19.1; at most 3 ulp against ``np.tanh``. It is inlined into the calling kernel
+(Numba's ``inline="always"``: LLVM would not inline it, and the call kept the loop scalar), so
+the caller needs ``error_model="numpy"`` for its division: 8 M float64, one thread, 49 ms
+against 155 ms called and 180 ms for ``np.tanh``.
 
 Use it from a kernel compiled with ``fastmath={"reassoc"}`` (so LLVM may vectorize the row
 sums too) and leave it a separate Numba function, never ``inline="always"``: LLVM inlines it
@@ -256,7 +259,7 @@ def log1p(x):
     return math.inf if x == math.inf else value
 
 
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@njit(cache=True, fastmath={"contract"}, error_model="numpy", inline="always")
 def tanh(x):
     """tanh x for a float64 ``x``, branch-free, from ``expm1`` (see the module docstring)."""
     t = expm1(-2.0 * abs(x))  # in (−1, 0]: the denominator 2 + t stays in (1, 2]
