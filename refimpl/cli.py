@@ -131,6 +131,27 @@ def cmd_show(args: argparse.Namespace, out: _Out) -> int:
                 out.print(
                     f"    example:  official {dict(example.official)}, refimpl {dict(example.reference)}"
                 )
+    if args.plot:
+        return _plot(args, out, op)
+    return 0
+
+
+def _plot(args: argparse.Namespace, out: _Out, op: refimpl.Op) -> int:
+    if not op.is_differentiable:
+        out.print(f"\n{op.name} is not differentiable: there is no gradient to plot", style="red")
+        return 2
+    try:
+        from refimpl_conformance.plot import plot_op
+    except ImportError as error:  # pragma: no cover - the conformance package ships with refimpl
+        out.print(f"\n--plot needs refimpl_conformance: {error}", style="red")
+        return 2
+    try:
+        drawn = plot_op(op.name, args.plot)
+    except ImportError:
+        out.print('\n--plot needs matplotlib: pip install "refimpl[docs]"', style="red")
+        return 2
+    out.print("")
+    out.print(f"Plot written to {args.plot}: {drawn.caption()}")
     return 0
 
 
@@ -578,6 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="an op's paper, math, derivation, signature and source")
     show.add_argument("op")
+    show.add_argument(
+        "--plot",
+        metavar="FILE",
+        help="also draw the forward and its gradient along one input into FILE (PNG or SVG, with matplotlib)",
+    )
     show.set_defaults(run=cmd_show)
 
     deviations = sub.add_parser("deviations", help="known deviations of the papers' official code")

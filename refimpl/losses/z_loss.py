@@ -75,10 +75,10 @@ def z_loss(o, c, *, a, b, eps=0.0, reduction="mean"):
         σ   = sqrt(mean_k (o_k − μ)² + eps)          (population std, two-pass)
         z_k = (o_k − μ)/σ
         ℓ   = (1/a) softplus(a (b − z_c))            (stable softplus)
+        L   = mean_i ℓ_i   (reduction="mean"; "sum"; "none")
 
     Rows whose deviations cannot be squared in the dtype (float32: beyond ~1.8e19, or below
     ~1e-19 with eps = 0) take σ from the norm computed scaled (``row_norm``).
-        L   = mean_i ℓ_i   (reduction="mean"; "sum"; "none")
 
     Backward. With ``s = σ(a(b − z_c))`` (the logistic sigmoid), ``∂ℓ/∂z_c = −s``. From
     ``v = mean_k (o_k − μ)²``: ``∂v/∂o_k = 2(o_k − μ)/D`` (the ``∂μ`` terms sum to 0), so
