@@ -96,6 +96,11 @@ def _hypergradient_sample(rng, n, p, name="random", **overrides):
         "epsilon": float(rng.choice([0.1, 1e-2, 1.0])),
         "delta": float(rng.choice([0.1, 1e-2, 1.0])),
         "mu": problem.mu,
+        # the running maxima of the Lipschitz estimates a caller carries from earlier calls
+        "lipschitz_b": float(rng.choice([0.0, 0.5])),
+        "lipschitz_a_inv": float(rng.choice([0.0, 0.25])),
+        "eta": float(rng.choice([1e-4, 1e-3])),
+        "tau": float(rng.choice([0.5, 0.25])),
     }
     kwargs.update(overrides)
     return Sample(
@@ -221,9 +226,14 @@ def _backtracking_sample(rng, n, p, name="random"):
     kwargs = {
         "upper_value": problem.upper(x),
         "epsilon": float(rng.choice([1e-4, 1e-3])),
-        "delta": 1e-3,
+        "delta": float(rng.choice([1e-3, 1e-2])),
         "beta": float(rng.choice([0.1, 1.0, 10.0])),
-        "lipschitz_g": 1.0,
+        "lipschitz_g": float(rng.choice([1.0, 2.0])),
+        "rho": float(rng.choice([0.9, 0.5])),
+        "eta": float(rng.choice([1e-4, 1e-3])),
+        "tau": float(rng.choice([0.5, 0.25])),
+        "nu": float(rng.choice([1.05, 1.5])),
+        "max_trials": int(rng.choice([10, 3])),
     }
     return Sample(
         name,

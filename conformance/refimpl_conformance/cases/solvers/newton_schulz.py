@@ -239,7 +239,10 @@ PREDICTOR_NOTES = {
 def _predictor_random(rng, n, d):
     x = _design(rng, n, d, float(rng.choice([0.3, 1.0, 3.0])))
     y = rng.standard_normal(n)
-    return Sample("random", (x, y), {"num_steps": int(rng.choice([0, 2, 3, 10]))})
+    kwargs = {"num_steps": int(rng.choice([0, 2, 3, 10])), "tol": float(rng.choice([0.0, 1e-10]))}
+    if rng.random() < 0.5:  # a given step size inside the convergent range (0, 2/λ_max²)
+        kwargs["alpha"] = float(rng.uniform(0.2, 1.9)) / float(np.linalg.eigvalsh(x.T @ x)[-1] ** 2)
+    return Sample("random", (x, y), kwargs)
 
 
 def _predictor_edges():
