@@ -67,6 +67,7 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "rws_patch": {"rws-patch-squared-alpha"},
         "semi_permeable_attention": {"excelformer-additive-mask-1e4"},
         "sso_surrogate": {"sso-code-inverse-step-mean"},
+        "adaptive_sharpness_apgd": {"apgd-sharpness-restart-keeps-iterate"},
     }
     for op, names in expected.items():
         assert {d.name for d in refimpl.get(op).deviations} == names
