@@ -70,6 +70,8 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "adaptive_sharpness_apgd": {"apgd-sharpness-restart-keeps-iterate"},
         "kmq_cluster_weights": {"kmq-unshifted-softmax-overflow"},
         "kmq_draw_allocation": {"kmq-draw-size-per-round"},
+        "solver_error_regularizer": {"ernode-mean-of-eest-dt"},
+        "solver_stiffness_regularizer": {"srnode-max-over-stability-size"},
     }
     for op, names in expected.items():
         assert {d.name for d in refimpl.get(op).deviations} == names
