@@ -115,3 +115,27 @@ def test_a_perturbed_run_that_changes_an_integer_output_is_not_counted():
         expected = expected_values(op, cases, sample, dtype)
         weights = expected.outputs["output 'weights'"]
         assert np.all(expected.allowed["output 'weights'"] <= 1e-3 * np.abs(weights).max())
+
+
+def test_an_exact_tie_that_every_rounding_breaks_leaves_the_float_outputs_unmeasured():
+    """At exact ties that every perturbed run breaks another way somewhere (20 rows of two equal
+    values), the float outputs' rounding on the reference's branch cannot be measured: they are
+    not held to a zero allowance (the indices are still compared exactly)."""
+
+    def fn(a):
+        d = a * 3.0  # rounded in the perturbed runs: each row's tie breaks one way or the other
+        index = np.argmin(d, axis=1)
+        rows = np.arange(len(d))
+        return [index, d[rows, index] - d[rows, 1 - index]]
+
+    def spreads_at(a):
+        clean = [np.asarray(v, dtype=np.float64) if i else v for i, v in enumerate(fn(a))]
+        out, _ = rounding_errors(
+            lambda given: (fn(**given), []), {"a": a}, (clean, []), "float32", moved=("a",)
+        )
+        return out[1]
+
+    assert np.all(np.isinf(spreads_at(np.ones((20, 2)))))
+    # away from the ties the same computation is measured as usual
+    measured = spreads_at(np.tile([1.0, 2.0], (20, 1)))
+    assert np.all(np.isfinite(measured)) and np.all(measured < 1e-5)

@@ -286,9 +286,10 @@ def multiscale_residual_quantize(
         f_hats: (K, B, C, H, W), the partial reconstructions f̂_1..f̂_K (the input of
             :func:`multiscale_vq_loss`).
 
-    Reference-only for now: the op is differentiable and qualifies for Numba/CuPy twins, which
-    were not written within the time budget of the batch that added it (the PyTorch baseline
-    in its ``Bench`` is in place for them).
+    The Numba and CuPy backends take the resizes and the 3×3 convolutions as BLAS products
+    (the resizes are the linear maps ``area_matrix``/``bicubic_matrix``) and search the nearest
+    code in a kernel with the same float64 differences and tie rule, so their indices equal
+    these exactly.
 
     Reference: Tian et al., *Visual Autoregressive Modeling: Scalable Image Generation via
     Next-Scale Prediction*, NeurIPS 2024, arXiv:2404.02905, §3.2, Algorithm 1; official
