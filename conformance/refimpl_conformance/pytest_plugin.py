@@ -45,6 +45,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, keep each op's conformance tests on one worker (``--dist loadgroup``):
+    the reference's expected values and allowed errors of a sample are then computed once and
+    reused for every backend and check of that op, instead of once per backend."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        op_name = callspec.params.get("op_name") if callspec is not None else None
+        suite = getattr(getattr(item, "function", None), "__module__", "") == "refimpl_conformance.suite"
+        if suite and isinstance(op_name, str):
+            item.add_marker(pytest.mark.xdist_group(name=f"refimpl-{op_name}"))
+
+
 @pytest.fixture
 def refimpl_check():
     """``refimpl_check(op, fn, framework=..., **options)``: assert that ``fn`` conforms.
