@@ -60,6 +60,35 @@ def _package_locator(base: type, digest: str) -> type:
 _installed: list[type] = []
 
 
+def _lock_cache_saves() -> None:
+    """Make a cache save one step for every process: Numba's ``IndexDataCacheFile.save`` reads
+    the index, picks the first free data-file number and writes both, so two processes saving
+    two signatures of one kernel at once (pytest-xdist workers, ``refimpl check -j 2``) can pick
+    the same number: the index then maps one signature to the other's machine code, and a later
+    call fails with "can't unbox array". An exclusive lock on a file beside the index serializes
+    the read-pick-write (where ``fcntl`` exists; elsewhere Numba's own behaviour stays)."""
+    try:
+        import fcntl
+
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:
+        return
+    if getattr(IndexDataCacheFile.save, "_refimpl_locked", False):
+        return
+    unlocked = IndexDataCacheFile.save
+
+    def save(self, key, data):
+        with open(self._index_path + ".lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return unlocked(self, key, data)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    save._refimpl_locked = True
+    IndexDataCacheFile.save = save
+
+
 def install() -> bool:
     """Put the package locators first in Numba's list (once); False where this Numba lacks
     the locator classes (its own cache, keyed by file, is used then)."""
@@ -74,6 +103,7 @@ def install() -> bool:
         )
     except ImportError:
         return False
+    _lock_cache_saves()
     digest = source_digest()
     _installed.extend(
         _package_locator(base, digest)

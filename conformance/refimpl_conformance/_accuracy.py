@@ -450,7 +450,8 @@ def allowed_error(expected: np.ndarray, spread: np.ndarray, dtype: str, safety: 
     expected = np.asarray(expected, dtype=np.float64)
     spread = np.asarray(spread, dtype=np.float64)
     finite = np.where(np.isfinite(expected), np.abs(expected), 0.0)
-    typical = float(np.sqrt(np.mean(spread**2))) if spread.size else 0.0
+    with np.errstate(over="ignore"):  # a spread beyond 1e154 squares to inf: then so is the floor
+        typical = float(np.sqrt(np.mean(spread**2))) if spread.size else 0.0
     tiny = float(np.finfo(np.dtype(dtype)).tiny)
     return np.asarray(safety * (spread + typical + tiny) + 2 * unit_roundoff(dtype) * finite)
 
