@@ -66,6 +66,11 @@ def _indent(text: str, by: int) -> str:
     return textwrap.indent(text, " " * by, lambda line: True)
 
 
+def _literal(text: str) -> str:
+    """Text for an inline literal (no escapes there: only its ends must not be blank or ``)."""
+    return text.strip().replace("``", "`\u200b`") or "—"
+
+
 def _rst_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`").replace("|", "\\|")
 
@@ -196,12 +201,21 @@ def _build_plots(
     return captions
 
 
-def _build_vectors(ops: list[Any], vectors: Path, sources: dict[str, list[str]]) -> None:
+def _build_vectors(ops: list[Any], vectors: Path, sources: dict[str, list[str]], logger) -> dict[str, str]:
+    """Write each op's vector files; returns why an op has none (a function argument, which a
+    vector file cannot hold)."""
     from refimpl_conformance.vectors import export_vectors
 
-    todo = [op.name for op in ops if _stale(vectors / f"{op.name}.json", sources[op.name])]
-    if todo:
-        export_vectors(vectors, todo, seeds=[0, 1])
+    missing = {}
+    for op in ops:
+        if not _stale(vectors / f"{op.name}.json", sources[op.name]):
+            continue
+        try:
+            export_vectors(vectors, [op.name], seeds=[0, 1])
+        except TypeError as error:
+            missing[op.name] = str(error)
+            logger.info(f"refimpl: no golden vectors for {op.name}: {error}")
+    return missing
 
 
 # -- conformance tables ------------------------------------------------------------------
@@ -272,7 +286,7 @@ def _conformance_section(op: Any, cases: Any) -> str:
     errors = cases.all_errors()
     if errors:
         rows = [
-            [f"``{_rst_escape(e.name)}``", f"``{_rst_escape(e.match)}``" if e.match else "—"]
+            [f"``{_literal(e.name)}``", f"``{_literal(e.match)}``" if e.match.strip() else "—"]
             for e in errors[:40]
         ]
         more = f" (the first 40 of {len(errors)})" if len(errors) > 40 else ""
@@ -373,6 +387,13 @@ def _op_page(op: Any, app, backends: list[Any], captions: dict[str, str], here: 
             )
     out.append(_conformance_section(op, cases_for(name)))
     out.append(_title("Golden vectors", "-"))
+    if not (here.parent / "vectors" / f"{name}.json").exists():
+        out.append(
+            "None: this op takes a function among its arguments (a loss, an oracle, a vector field), "
+            "which a vector file cannot hold; check an implementation of it with "
+            f"``refimpl check --op {name} --impl ...``.\n"
+        )
+        return "\n".join(out) + "\n"
     npz = (here.parent / "vectors" / f"{name}.npz").exists()
     out.append(
         "Inputs, cotangents, outputs and gradients of the reference on the random samples of seeds 0 "
@@ -461,7 +482,7 @@ def generate(app) -> None:
         sources[op.name] = [f for f in files if f]
     jobs = app.config.refimpl_docs_jobs or min(4, os.cpu_count() or 1)
     captions = _build_plots(ops, gen / "plots", sources, jobs, logger)
-    _build_vectors(ops, gen / "vectors", sources)
+    _build_vectors(ops, gen / "vectors", sources, logger)
 
     numpy_backend = refimpl.backend("numpy")
     all_backends = [numpy_backend, *backends]
