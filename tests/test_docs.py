@@ -103,6 +103,29 @@ def test_pages_show_the_docstrings_formulas_as_written(site):
     assert "ℓ_i      = -log p_i,y_i = log Σ_j s(z_ij) - log s(z_i,y_i)" in page
 
 
+def test_pages_list_the_properties_the_project_tests(site):
+    out, _, _ = site
+    page = _article((out / "generated" / "ops" / "stablemax_cross_entropy.html").read_text())
+    assert "Properties tested" in page
+    # a test of tests/test_stablemax.py, by its sentence and its name
+    assert "test_one_class_loss_and_gradient_are_zero" in page
+
+
+def test_every_op_has_tests_of_its_own_and_machinery_tests_are_not_listed():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+    from refimpl_docs import tested_properties
+
+    names = {op.name for op in refimpl.ops()}
+    found = tested_properties(ROOT / "tests", names)
+    assert set(found) == names, sorted(names - set(found))
+    files = {file for entries in found.values() for file, *_ in entries}
+    assert "test_cli.py" not in files and "test_layer_norm.py" in files
+    # an op imported under another name still gets its tests
+    assert any(f == "test_loss_based_reweighting.py" for f, *_ in found["loss_reweighting_temperature"])
+
+
 def test_family_paper_and_guide_pages(site):
     out, _, _ = site
     family = _article((out / "generated" / "families" / "losses.html").read_text())

@@ -2,9 +2,9 @@
 
 At ``builder-inited`` it writes ``generated/`` under the source directory: one page per op
 (signature, paper and official code, backends, the plot, the docstring as written, known
-deviations, the reference/Numba/CuPy/cases sources in tabs, conformance tables, golden
-vectors), one page per family and per paper, and the indexes. Adding an op to the registry
-adds its page; nothing here names an op.
+deviations, the reference/Numba/CuPy/cases sources in tabs, conformance tables, the
+properties the project's own tests assert, golden vectors), one page per family and per
+paper, and the indexes. Adding an op to the registry adds its page; nothing here names an op.
 
 ``-D refimpl_docs_ops=z_loss,lion_step`` limits the build to those ops (the quick build the
 test run does); by default every op in ``refimpl list`` gets its page. Plots and vectors are
@@ -309,6 +309,86 @@ def _conformance_section(op: Any, cases: Any) -> str:
     return "\n".join(out) + "\n"
 
 
+# Test modules that exercise the project's machinery (the CLI, the registry, the verifier,
+# the backends' builds), where an op appears only as an example: not properties of that op.
+MACHINERY_TESTS = frozenset(
+    "accuracy adapters adapters_jax adversarial api backends bench cli conformance deviations docs "
+    "docs_browser finite gpu_paths meta numba_builds numba_vmath real_world_ports reduction_helpers "
+    "registry sample_coverage vectors".split()
+)
+
+
+def tested_properties(tests: Path, names: set[str]) -> dict[str, list[tuple[str, str, int, str]]]:
+    """The project's own tests of each op: ``{op: [(file, test, line, docstring), ...]}``.
+
+    A test function belongs to every op it names (a call, an attribute, a string, a name the
+    module imports an op as); one that
+    names none belongs to the op its file is named after (``test_layer_norm.py``, or the one
+    op whose name starts with the file's stem). Read from the source, nothing is imported.
+    """
+    import ast
+
+    found: dict[str, list[tuple[str, str, int, str]]] = defaultdict(list)
+    for path in sorted(tests.glob("test_*.py")):
+        stem = path.stem.removeprefix("test_")
+        if stem in MACHINERY_TESTS:
+            continue
+        owner = {stem} & names or {n for n in names if n.startswith(stem)}
+        tree = ast.parse(path.read_text(), str(path))
+        aliases = {
+            alias.asname: alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+            if alias.asname and alias.name in names
+        }
+        for node in ast.walk(tree):
+            is_function = isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            if not is_function or not node.name.startswith("test_"):
+                continue
+            seen: set[str] = set()
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.Name):
+                    seen.add(sub.id)
+                elif isinstance(sub, ast.Attribute):
+                    seen.add(sub.attr)
+                elif isinstance(sub, ast.Constant) and isinstance(sub.value, str):
+                    seen.add(sub.value)
+            doc = (inspect.cleandoc(ast.get_docstring(node) or "").splitlines() or [""])[0]
+            seen |= {aliases[n] for n in seen & aliases.keys()}
+            for name in (seen & names) or (owner if len(owner) == 1 else set()):
+                found[name].append((path.name, node.name, node.lineno, doc))
+    return found
+
+
+def _sentence(test: str, name: str) -> str:
+    """``test_layer_norm_is_invariant_to_...`` → "``layer_norm`` is invariant to ..."."""
+    text = test.removeprefix("test_")
+    parts = text.split(name)
+    return f"``{name}``".join(_rst_escape(p.replace("_", " ")) for p in parts).strip()
+
+
+def _tests_section(name: str, tests: list[tuple[str, str, int, str]]) -> str:
+    out = [_title("Properties tested", "-")]
+    if not tests:
+        return "\n".join([*out, "Only the conformance checks above: no test of its own.\n"]) + "\n"
+    out.append(
+        "Besides the conformance checks, the project's own tests assert these of the reference "
+        "(invariances, identities, closed forms, comparisons with direct solutions and other libraries), "
+        f"{len(tests)} in all; ``python -m pytest tests/FILE -k TEST`` runs one.\n"
+    )
+    by_file: dict[str, list[tuple[str, int, str]]] = defaultdict(list)
+    for file, test, line, doc in tests:
+        by_file[file].append((test, line, doc))
+    for file, entries in by_file.items():
+        out.append(f"``tests/{file}``\n")
+        for test, line, doc in entries:
+            extra = f" — {_rst_escape(doc)}" if doc else ""
+            out.append(f"* {_sentence(test, name)}{extra} (``{test}``, line {line})")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
 def _short(value: Any) -> str:
     array = np.asarray(value)
     if array.size <= 6:
@@ -317,7 +397,15 @@ def _short(value: Any) -> str:
 
 
 # -- pages -------------------------------------------------------------------------------
-def _op_page(op: Any, app, backends: list[Any], captions: dict[str, str], here: Path, root: Path) -> str:
+def _op_page(
+    op: Any,
+    app,
+    backends: list[Any],
+    captions: dict[str, str],
+    here: Path,
+    root: Path,
+    tests: list[tuple[str, str, int, str]] = (),
+) -> str:
     from refimpl_conformance._cases import cases_for
 
     name = op.name
@@ -386,6 +474,7 @@ def _op_page(op: Any, app, backends: list[Any], captions: dict[str, str], here: 
                 f"      No {label} implementation: the reference is the only one (the docstring says why).\n"
             )
     out.append(_conformance_section(op, cases_for(name)))
+    out.append(_tests_section(name, list(tests)))
     out.append(_title("Golden vectors", "-"))
     if not (here.parent / "vectors" / f"{name}.json").exists():
         out.append(
@@ -486,8 +575,10 @@ def generate(app) -> None:
 
     numpy_backend = refimpl.backend("numpy")
     all_backends = [numpy_backend, *backends]
+    tests = tested_properties(root / "tests", {o.name for o in refimpl.ops()})
     for op in ops:
-        _write(gen / "ops" / f"{op.name}.rst", _op_page(op, app, all_backends, captions, gen / "ops", root))
+        page = _op_page(op, app, all_backends, captions, gen / "ops", root, tests.get(op.name, []))
+        _write(gen / "ops" / f"{op.name}.rst", page)
     by_family: dict[str, list[Any]] = defaultdict(list)
     by_paper: dict[str, list[Any]] = defaultdict(list)
     papers = {}
