@@ -33,6 +33,7 @@ def test_the_deviations_found_so_far_are_recorded_against_their_ops():
         "pissa_init": {"peft-pissa-float32-only"},
         "f_divergence_weight": {"fastgen-rkl-weighting-typeerror"},
         "weighted_interval_score": {"scoringrules-wis-median-term"},
+        "mae_loss": {"ldr-mae-loss-missing-abs"},
         "corda_covariance": {"corda-covariance-divisor-256"},
         "corda_init": {"peft-corda-float32-only"},
         "eora_compensation": {"eora-negative-eigenvalue-smallest-positive", "eora-zero-eigenvalue-nan"},

@@ -80,6 +80,7 @@ DECLARED_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "full_support_bar_distribution_nll": {"reduction": "mean"},
     "ldr_kl_loss": {"c": 0.1, "lam": 10.0, "normalize": "none", "reduction": "mean"},
+    "mae_loss": {"reduction": "mean"},  # the official torch.mean (ICML2023_LDR loss.py, MAELoss)
     "mult_vae_beta_schedule": {"anneal_cap": 0.2, "total_anneal_steps": 200000},  # official run
     "pinball_loss": {"reduction": "mean"},
     "pskd_alpha_schedule": {"alpha_T": 0.8},
