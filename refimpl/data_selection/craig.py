@@ -31,6 +31,7 @@ __all__ = [
     "coreset_cluster_weights",
     "craig_gradient_proxy",
     "facility_location_greedy",
+    "facility_gains",
     "facility_location_similarity",
     "similarity_block",
 ]
@@ -269,6 +270,15 @@ def _first_max(values: np.ndarray, tie_break: str) -> int:
     return int(values.shape[0] - 1 - np.argmax(values[::-1]))
 
 
+def facility_gains(block: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """``ΔF(j|S) = Σ_i max(0, s_ij − c_i)`` for each candidate row ``block[a] = s_{·, j_a}``
+    (float64, overwritten). A row sum of a C-ordered array: the same bits whether the row is
+    alone or in a block of any size, which the lazy, plain and distributed greedies rely on."""
+    np.subtract(block, coverage, out=block)
+    np.maximum(block, 0.0, out=block)
+    return block.sum(axis=1)
+
+
 def _greedy_one_class(
     rows: Callable[[np.ndarray], np.ndarray],
     n: int,
@@ -281,10 +291,7 @@ def _greedy_one_class(
     coverage = np.zeros(n)  # c_i = max(0, max_{j∈S} s_ij); F(∅) = 0
 
     def gains(facilities: np.ndarray) -> np.ndarray:
-        block = rows(facilities)  # T[a, i] = s_{i, facilities[a]}
-        np.subtract(block, coverage, out=block)
-        np.maximum(block, 0.0, out=block)
-        return block.sum(axis=1)  # ΔF(j|S) = Σ_i max(0, s_ij − c_i), one row per candidate
+        return facility_gains(rows(facilities), coverage)  # T[a, i] = s_{i, facilities[a]}
 
     def all_gains() -> np.ndarray:
         out = np.empty(n)
