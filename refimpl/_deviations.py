@@ -97,6 +97,12 @@ class Deviation:
 
 
 def _jsonable(value: Any) -> Any:
+    """JSON-ready form of an example's values; a function (an oracle, a loss) is written as
+    its name and the first line of its docstring, which say what it computes."""
+    if callable(value) and not hasattr(value, "tolist"):
+        name = getattr(value, "__qualname__", None) or type(value).__name__
+        doc = (getattr(value, "__doc__", None) or "").strip().splitlines()
+        return f"<function {name}>" + (f": {doc[0].strip()}" if doc else "")
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, Mapping):

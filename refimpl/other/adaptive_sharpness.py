@@ -420,23 +420,14 @@ def adaptive_sharpness_average(w, loss, noise, *, rho, norm="l2", adaptive=False
 
 
 # -- known deviations of the official code (``refimpl deviations``) -----------------------------------
-class _Oracle:
-    """A named oracle for the deviation's example. ``tolist`` gives the text that
-    ``refimpl deviations --json`` writes in place of the callable (a function is not JSON)."""
-
-    def __init__(self, function, text):
-        self.function, self.text = function, text
-
-    def __call__(self, v):
-        return self.function(v)
-
-    def tolist(self):
-        return self.text
+def _sine_loss(v):
+    """L(v) = Σ sin(3v): a non-concave 1-D oracle on which the two restart rules part."""
+    return float(np.sin(3.0 * v).sum())
 
 
-# L(v) = Σ sin(3v): a non-concave 1-D oracle on which the two restart rules part
-_SINE_LOSS = _Oracle(lambda v: float(np.sin(3.0 * v).sum()), "L(v) = Σ sin(3v)")
-_SINE_GRAD = _Oracle(lambda v: 3.0 * np.cos(3.0 * v), "∇L(v) = 3 cos(3v)")
+def _sine_grad(v):
+    """∇L(v) = 3 cos(3v)."""
+    return 3.0 * np.cos(3.0 * v)
 
 
 known_deviation(
@@ -450,7 +441,7 @@ known_deviation(
     paper="Auto-PGD (Croce and Hein 2020, Algorithm 1, used by the paper) restarts from the best point: "
     "δ ← δ_best, then the next step",
     example=Example(
-        args=(np.array([0.0]), _SINE_LOSS, _SINE_GRAD),
+        args=(np.array([0.0]), _sine_loss, _sine_grad),
         kwargs={"rho": 1.0, "n_iters": 5},
         official={"sharpness": 0.7780731968879212, "delta": [0.75]},
         reference={"sharpness": 0.9022675940990952, "delta": [0.375]},
