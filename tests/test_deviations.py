@@ -130,6 +130,9 @@ def test_refimpl_deviations_lists_every_record_and_writes_json(tmp_path, capsys)
     greedy = next(r for r in records if r["name"] == "submodlib-ties-highest-index")
     assert greedy["kind"] == "variant" and greedy["flag"] == {"tie_break": "highest"}
     assert greedy["example"]["official"] == {"indices": [3, 1]}
+    # a function argument (an oracle) is written as its name and what it computes
+    apgd = next(r for r in records if r["name"] == "apgd-sharpness-restart-keeps-iterate")
+    assert apgd["example"]["args"][1].startswith("<function _sine_loss>: L(v) = Σ sin(3v): a non-concave")
     assert main(["deviations", "--op", "poincare_fc"]) == 0
     assert "2 known deviations" in capsys.readouterr().out
 
