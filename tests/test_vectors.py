@@ -114,3 +114,10 @@ def test_cli_exports_and_checks_a_torch_implementation_against_vectors(tmp_path,
     out = capsys.readouterr().out
     assert code == 0, out
     assert main(["check", "--vectors", str(tmp_path / "v"), "--backend", "numba"]) == 0
+
+
+def test_an_op_with_a_function_argument_is_skipped_with_the_reason(tmp_path):
+    skipped: dict[str, str] = {}
+    written = export_vectors(tmp_path, ["greedy_soup", "z_loss"], seeds=range(1), skipped=skipped)
+    assert [p.name for p in written] == ["z_loss.json"]
+    assert skipped == {"greedy_soup": "it takes a function ('evaluate'), which a vector file cannot hold"}

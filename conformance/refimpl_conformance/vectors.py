@@ -164,17 +164,38 @@ def _variant_samples(op) -> list[Sample]:
     return samples
 
 
+def why_no_vectors(name: str) -> str | None:
+    """Why an op cannot have vector files, or None: a function among its arguments (a loss,
+    an oracle, a vector field) is code, which a file of numbers cannot hold."""
+    op = refimpl.get(name)
+    functions = [k for k, spec in op.specs.items() if getattr(spec, "kind", None) == "function"]
+    if functions:
+        listed = ", ".join(f"'{k}'" for k in functions)
+        return f"it takes a function ({listed}), which a vector file cannot hold"
+    return None
+
+
 def export_vectors(
     directory: str | Path,
     ops: Iterable[str] | None = None,
     seeds: Sequence[int] = DEFAULT_SEEDS,
+    skipped: dict[str, str] | None = None,
 ) -> list[Path]:
-    """Write the vector files of ``ops`` (default: every op with cases) into ``directory``."""
+    """Write the vector files of ``ops`` (default: every op with cases) into ``directory``.
+
+    An op that cannot have vectors (:func:`why_no_vectors`) is left out; ``skipped``, when
+    given, receives its name and the reason.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     catalog = all_cases()
     written = []
     for name in ops if ops is not None else list(catalog):
+        why = why_no_vectors(name)
+        if why is not None:
+            if skipped is not None:
+                skipped[name] = why
+            continue
         op, cases = refimpl.get(name), catalog[name]
         store: dict[str, np.ndarray] = {}
         groups = []

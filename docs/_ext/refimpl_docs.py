@@ -206,15 +206,12 @@ def _build_vectors(ops: list[Any], vectors: Path, sources: dict[str, list[str]],
     vector file cannot hold)."""
     from refimpl_conformance.vectors import export_vectors
 
-    missing = {}
+    missing: dict[str, str] = {}
     for op in ops:
-        if not _stale(vectors / f"{op.name}.json", sources[op.name]):
-            continue
-        try:
-            export_vectors(vectors, [op.name], seeds=[0, 1])
-        except TypeError as error:
-            missing[op.name] = str(error)
-            logger.info(f"refimpl: no golden vectors for {op.name}: {error}")
+        if _stale(vectors / f"{op.name}.json", sources[op.name]):
+            export_vectors(vectors, [op.name], seeds=[0, 1], skipped=missing)
+    for name, why in missing.items():
+        logger.info(f"refimpl: no golden vectors for {name}: {why}")
     return missing
 
 
@@ -476,10 +473,12 @@ def _op_page(
     out.append(_conformance_section(op, cases_for(name)))
     out.append(_tests_section(name, list(tests)))
     out.append(_title("Golden vectors", "-"))
-    if not (here.parent / "vectors" / f"{name}.json").exists():
+    from refimpl_conformance.vectors import why_no_vectors
+
+    why = why_no_vectors(name)
+    if why is not None:
         out.append(
-            "None: this op takes a function among its arguments (a loss, an oracle, a vector field), "
-            "which a vector file cannot hold; check an implementation of it with "
+            f"None: {_rst_escape(why)}. Check an implementation of it with "
             f"``refimpl check --op {name} --impl ...``.\n"
         )
         return "\n".join(out) + "\n"
