@@ -17,6 +17,28 @@ for ``$REFIMPL_DASK_ADDRESS`` or else a local cluster (:func:`cluster_client`). 
 
 from __future__ import annotations
 
+from . import merging, selection
 from ._cluster import ADDRESS_VARIABLE, cluster_client
+from ._files import FileStateDict, FileTensor
+from .merging import REFUSED, SUPPORTED, memory_bound, merge, merge_memory, open_state_dict, save_state_dict
+from .selection import ROW_SCORES, facility_location_greedy, score_based_pruning, scores
 
-__all__ = ["ADDRESS_VARIABLE", "cluster_client"]
+__all__ = [
+    "ADDRESS_VARIABLE",
+    "REFUSED",
+    "ROW_SCORES",
+    "SUPPORTED",
+    "FileStateDict",
+    "FileTensor",
+    "cluster_client",
+    "facility_location_greedy",
+    "memory_bound",
+    "merge",
+    "merge_memory",
+    "merging",
+    "open_state_dict",
+    "save_state_dict",
+    "score_based_pruning",
+    "scores",
+    "selection",
+]

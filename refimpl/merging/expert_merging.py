@@ -12,6 +12,7 @@ from ..authoring import (
     IntScalar,
     Paper,
     RealScalar,
+    StateDict,
     op,
     sigmoid_and_slope,
 )
@@ -65,6 +66,7 @@ def chunk_bounds(n: int, num_chunks: int, official_chunking: bool = True) -> np.
     inputs={"theta_expert": FloatArray("..."), "theta_base": FloatArray("...")},
     outputs=("tau",),
     differentiable=("theta_expert", "theta_base"),
+    state_dict=StateDict({"theta_expert": "tensor", "theta_base": "tensor"}, outputs=("tau",)),
 )
 def task_vector(theta_expert, theta_base):
     r"""The task vector of an expert: what fine-tuning added to the base, ``τ = θ_k − θ₀``.
@@ -74,6 +76,9 @@ def task_vector(theta_expert, theta_base):
     much of each ``τ_k`` to add back to θ₀ (see ``expert_merging``).
 
     Backward. ``τ`` is linear in both inputs: ``θ̄_k = τ̄`` and ``θ̄₀ = −τ̄``.
+
+    Whole models: ``task_vector(expert_sd, base_sd)`` with state dicts gives the task vector of
+    every floating-point tensor (integer buffers are copied from the expert).
 
     Args:
         theta_expert: the fine-tuned expert's parameter θ_k, any shape, float32 or float64.
@@ -107,6 +112,9 @@ def task_vector_backward(residuals, g_tau):
     },
     outputs=("theta",),
     differentiable=("a",),
+    state_dict=StateDict(
+        {"theta_base": "tensor", "task_vectors": "models", "a": "per_tensor"}, outputs=("theta",)
+    ),
 )
 def expert_merging(theta_base, task_vectors, a, *, official_chunking=True):
     r"""Merge K experts into one parameter tensor with learned, chunk-wise sigmoid coefficients.
@@ -150,6 +158,12 @@ def expert_merging(theta_base, task_vectors, a, *, official_chunking=True):
     Layout. The task vectors are stacked on a TRAILING axis, ``task_vectors[..., k] = τ_k``
     (shape ``θ₀.shape + (K,)``, e.g. ``numpy.stack(taus, axis=-1)``): the shared argument
     validation then checks the shape relation exactly.
+
+    Whole models: ``expert_merging(theta0_sd, [tau_sd_1, ..., tau_sd_K], a)`` with state dicts
+    θ₀ and τ_k; ``a`` is a mapping ``{name: (K, C) a}`` (one set of coefficients per tensor,
+    the official layout, where C may differ between tensors) or one (K, C) array shared by
+    every tensor (``refimpl.vjp`` then returns the sum over tensors of ā). The chunks are
+    those of each tensor. Integer buffers are copied from θ₀.
 
     Args:
         theta_base: the pretrained parameter θ₀, any shape, float32 or float64.
