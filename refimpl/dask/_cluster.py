@@ -56,7 +56,7 @@ def cluster_client(
             threads_per_worker=threads_per_worker,
             processes=True,
             memory_limit=memory_limit,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never the default 8787 another cluster holds
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
