@@ -109,3 +109,29 @@ def test_the_kernel_cache_is_keyed_by_every_file_of_the_package(tmp_path):
     before = _cache.source_digest(tmp_path)
     (tmp_path / "sub" / "b.py").write_text("y = 3\n")  # a helper edited: every kernel recompiles
     assert _cache.source_digest(tmp_path) != before
+
+
+@pytest.mark.parametrize("name", ["layer_norm", "householder_activation"])
+def test_a_backward_summed_over_rows_has_the_same_bits_with_any_thread_count(name):
+    import numba
+
+    from refimpl_conformance import cases_for
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("one Numba thread here: nothing to compare")
+    # 300 rows: the partial sums used to be one per 1/(4·threads) of the rows (4 with one
+    # thread, 8 with two: other bits); now 3 blocks of 128 rows whatever the threads
+    sample = cases_for(name).random_sample(0, {"B": 300, "D": 7})
+    backend = refimpl.backend("numba")
+    before = numba.get_num_threads()
+    grads = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            outputs, pullback = refimpl.vjp(name, *sample.args, backend=backend, **sample.kwargs)
+            grads.append(pullback(np.random.default_rng(1).standard_normal(np.shape(outputs))))
+    finally:
+        numba.set_num_threads(before)
+    for one, two in zip(*grads, strict=True):
+        np.testing.assert_array_equal(one, two)
+    assert _jit.reduction_chunks(300) == 3 and _jit.reduction_chunks(10_000) == 64

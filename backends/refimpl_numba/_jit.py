@@ -30,7 +30,13 @@ from typing import Any
 import numba
 import numpy as np
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "parallel_kernel", "parallel_mode", "set_parallel_mode"]
+__all__ = [
+    "PARALLEL_MIN_ELEMENTS",
+    "parallel_kernel",
+    "parallel_mode",
+    "reduction_chunks",
+    "set_parallel_mode",
+]
 
 # ~64 K elements: below it one thread finishes (a few tens of microseconds) before the
 # thread pool's start-up and join would have paid off
@@ -40,6 +46,15 @@ _MODES = ("auto", "always", "never")
 _mode = os.environ.get("REFIMPL_NUMBA_PARALLEL", "auto").strip().lower() or "auto"
 if _mode not in _MODES:
     raise ValueError(f"REFIMPL_NUMBA_PARALLEL: expected one of {', '.join(_MODES)}, got {_mode!r}")
+
+
+def reduction_chunks(rows: int, rows_per_chunk: int = 128, most: int = 64) -> int:
+    """How many partial sums a reduction over ``rows`` rows keeps (one per block of rows,
+    summed at the end): a function of the rows alone, never of the thread count, so that a
+    gradient summed over rows has the same bits with any ``NUMBA_NUM_THREADS``, on any
+    machine, in a worker process of a cluster or here. ``most`` caps the partials' memory;
+    ``rows_per_chunk`` keeps a chunk long enough to be worth a thread."""
+    return max(1, min(most, -(-rows // rows_per_chunk)))
 
 
 def parallel_mode() -> str:

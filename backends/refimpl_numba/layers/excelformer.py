@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
 from refimpl.authoring import Impl
 
-from .._jit import parallel_kernel
+from .._jit import parallel_kernel, reduction_chunks
 from .._vmath import tanh, vexp
 
 # ``_vmath.tanh`` is inlined into the loops; the kernels use ``error_model="numpy"`` so that its
@@ -124,7 +123,7 @@ def glu_tokenizer_forward(x, W1, b1, W2, b2):  # noqa: N803
 def glu_tokenizer_backward(residuals, g_tokens):
     x, W1, b1, W2, b2 = residuals
     g = np.ascontiguousarray(g_tokens)
-    chunks = max(1, min(numba.get_num_threads() * 2, x.shape[0]))
+    chunks = reduction_chunks(x.shape[0], most=16)
     partials = [np.zeros((chunks, *W1.shape)) for _ in range(4)]
     g_x = np.empty_like(x)
     _tokenizer_backward_rows(x, W1, b1, W2, b2, g, g_x, *partials)

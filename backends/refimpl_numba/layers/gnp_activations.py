@@ -10,13 +10,12 @@ chunk of rows, then over the chunks.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
 from refimpl.authoring import Impl
 
-from .._jit import parallel_kernel
+from .._jit import parallel_kernel, reduction_chunks
 
 INSERTION_SORT_MAX = 32  # above this group size the O(g²) insertion sort loses to merge sort
 
@@ -161,7 +160,7 @@ def householder_activation_forward(z, v):
 def householder_activation_backward(residuals, g_y):
     rows, v, s, shape = residuals
     g_z = np.empty_like(rows)
-    chunks = max(1, min(numba.get_num_threads() * 4, rows.shape[0]))
+    chunks = reduction_chunks(rows.shape[0])
     partial_v = np.zeros((chunks, rows.shape[1]))
     _householder_backward_rows(rows, v, s, _rows(g_y), g_z, partial_v)
     return g_z.reshape(shape), partial_v.sum(axis=0).astype(rows.dtype)

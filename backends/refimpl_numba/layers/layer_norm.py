@@ -13,14 +13,13 @@ long dependency chain); it only reorders float64 additions, which moves results 
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
 from refimpl.authoring import Impl
 
 from .._buffers import output
-from .._jit import parallel_kernel
+from .._jit import parallel_kernel, reduction_chunks
 
 
 @parallel_kernel(fastmath={"reassoc"})
@@ -84,7 +83,7 @@ def layer_norm_backward(residuals, g_y, *, out=None):
     rows, mean, rstd, gamma, shape = residuals
     g_rows = np.ascontiguousarray(g_y).reshape(rows.shape)
     g_x = output(None if out is None else out.reshape(rows.shape), rows)
-    chunks = max(1, min(numba.get_num_threads() * 4, rows.shape[0]))
+    chunks = reduction_chunks(rows.shape[0])
     partial_gamma = np.zeros((chunks, rows.shape[1]))
     partial_beta = np.zeros((chunks, rows.shape[1]))
     _backward_rows(rows, mean, rstd, gamma, g_rows, g_x, partial_gamma, partial_beta)

@@ -12,13 +12,12 @@ products (``V̄ = Aᵀ G``, ``G_A = G Vᵀ``) and a row kernel for
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
 from refimpl.authoring import Impl
 
-from .._jit import parallel_kernel
+from .._jit import parallel_kernel, reduction_chunks
 from .._vmath import exp, log1p
 
 ROW_NORM_EPS = 1e-12  # torch.nn.functional.normalize's clamp, as the reference
@@ -56,7 +55,7 @@ def orthotrans_transform_backward(residuals, g_y):
     q, inverse, shape = residuals
     g_rows = _as_rows(g_y)
     g_x = np.dot(g_rows, q.T if inverse else q)  # x̄ = Qᵀ ȳ (or Q ȳ) per window
-    chunks = max(1, min(numba.get_num_threads() * 4, g_rows.shape[0]))
+    chunks = reduction_chunks(g_rows.shape[0])
     partial = np.zeros((chunks, g_rows.shape[1]))
     _column_sums(g_rows, partial)
     return g_x.reshape(shape), partial.sum(axis=0).astype(g_y.dtype)
