@@ -218,6 +218,29 @@ def _parse_dims(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(f"expected NAME=INT[,NAME=INT...], got {text!r}") from None
 
 
+def _parse_seeds(text: str) -> int | range:
+    """``--seeds``: ``N`` -> N (seeds 0..N-1; with --impl, how many supported samples to run),
+    ``A:B`` -> range(A, B) (seeds A..B-1, a sweep's slice)."""
+    start, colon, stop = text.partition(":")
+    try:
+        if not colon:
+            count = int(text)
+            if count < 0:
+                raise ValueError
+            return count
+        first, end = int(start), int(stop)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected N (seeds 0..N-1, N >= 0) or A:B (seeds A..B-1, 0 <= A < B), got {text!r}"
+        ) from None
+    if first < 0 or end <= first:
+        raise argparse.ArgumentTypeError(
+            f"expected A:B with 0 <= A < B (seeds A..B-1), got {text!r}: "
+            + ("a seed is never negative" if first < 0 else "it names no seed")
+        )
+    return range(first, end)
+
+
 def _parse_argmap(text: str) -> dict[str, str | None]:
     """``z_student=student_logits,scale=`` -> {"z_student": "student_logits", "scale": None}."""
     mapping: dict[str, str | None] = {}
@@ -233,7 +256,7 @@ def _check_impl(args: argparse.Namespace, out: _Out):
     """``--impl``: check a user's function (PKG.MOD:FN, with one --op) or a module whose
     functions are named after ops (or that maps op names to functions in ``REFIMPL``)."""
     from refimpl_conformance import Report
-    from refimpl_conformance.adapters import check, import_module, load_function
+    from refimpl_conformance.adapters import MIN_RANDOM, check, import_module, load_function
 
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, "")  # like `python -m`: the current folder's modules are importable
@@ -262,8 +285,8 @@ def _check_impl(args: argparse.Namespace, out: _Out):
             argmap=args.argmap,
             no_grad=args.no_grad or (),
             forward_only=args.forward_only,
-            seeds=[args.seed] if args.seed is not None else None,
-            min_random=args.seeds,
+            seeds=[args.seed] if args.seed is not None else _seed_range(args),
+            min_random=args.seeds if isinstance(args.seeds, int) else MIN_RANDOM,
             sample_name=args.sample,
             dims=args.dims,
             edges=args.seed is None,  # a repro by seed: that random sample only
@@ -295,6 +318,12 @@ def _check_vectors(args: argparse.Namespace) -> Any:
 
 
 def cmd_check(args: argparse.Namespace, out: _Out) -> int:
+    if args.dask is not None and (args.impl or args.vectors):
+        out.print("refimpl: --dask checks the backends, not --impl or --vectors", style="red")
+        return 2
+    if args.dask_workers is not None and args.dask is None:
+        out.print("refimpl: --dask-workers sizes the local cluster of --dask; give --dask too", style="red")
+        return 2
     if args.vectors:
         return _print_report(args, out, _check_vectors(args))
     if args.impl:
@@ -302,9 +331,24 @@ def cmd_check(args: argparse.Namespace, out: _Out) -> int:
         if args.show:
             _show_sample(args, out)
         return _print_report(args, out, report)
-    from refimpl_conformance import plan, run
+    from refimpl_conformance import plan
 
-    seeds = [args.seed] if args.seed is not None else list(range(args.seeds))
+    if args.dask_workers is not None and args.dask_workers < 1:
+        out.print(f"refimpl: --dask-workers: expected an integer >= 1, got {args.dask_workers}", style="red")
+        return 2
+    if args.dask is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            out.print(
+                "refimpl: --dask needs Dask's distributed scheduler: pip install 'refimpl[dask]'",
+                style="red",
+            )
+            return 2
+    if args.seed is not None:
+        seeds = [args.seed]
+    else:
+        seeds = list(_seed_range(args) or range(args.seeds))
     the_plan = plan(
         backends=args.backend,
         ops=args.op,
@@ -316,20 +360,43 @@ def cmd_check(args: argparse.Namespace, out: _Out) -> int:
     )
     if args.show:
         _show_sample(args, out)
+    if args.dask is None:
+        return _print_report(args, out, _run_check(args, out, the_plan, None))
+    from refimpl_conformance._dask import sweep_client
+
+    with sweep_client(args.dask, n_workers=args.dask_workers) as client:
+        workers = client.nthreads()
+        threads = sorted(set(workers.values()))
+        out.print(
+            f"dask: scheduler {client.scheduler.address}, {len(workers)} worker(s), "
+            f"{'/'.join(map(str, threads)) or 0} thread(s) each"
+        )
+        report = _run_check(args, out, the_plan, client)
+    return _print_report(args, out, report)
+
+
+def _seed_range(args: argparse.Namespace) -> list[int] | None:
+    """The seeds of ``--seeds A:B``; None for ``--seeds N``."""
+    return list(args.seeds) if isinstance(args.seeds, range) else None
+
+
+def _run_check(args: argparse.Namespace, out: _Out, the_plan: Any, client: Any) -> Any:
+    """Run the plan here (``-j``) or on the Dask ``client``, with a progress bar unless quiet."""
+    from refimpl_conformance import run
+
     total = the_plan.size()
     if out.console is not None and not args.quiet:
         from rich.progress import Progress
 
         with Progress(console=out.console, transient=True) as progress:
             task = progress.add_task("conformance", total=total)
-            report = run(
+            return run(
                 the_plan,
                 progress=lambda label: progress.update(task, advance=1, description=label),
                 jobs=args.jobs,
+                dask=client,
             )
-    else:
-        report = run(the_plan, jobs=args.jobs)
-    return _print_report(args, out, report)
+    return run(the_plan, jobs=args.jobs, dask=client)
 
 
 def _print_report(args: argparse.Namespace, out: _Out, report) -> int:
@@ -436,12 +503,10 @@ def cmd_export(args: argparse.Namespace, out: _Out) -> int:
         refimpl.get(name)
     from refimpl_conformance import all_cases
 
-    paths = []
-    for name in args.op or sorted(all_cases()):
-        try:
-            paths += export_vectors(args.directory, [name], seeds=list(range(args.seeds)))
-        except TypeError as error:  # a function among the arguments: no file can hold it
-            out.print(f"{name}: no vectors ({error}: the op takes a function argument)")
+    skipped: dict[str, str] = {}
+    paths = export_vectors(args.directory, args.op or sorted(all_cases()), list(range(args.seeds)), skipped)
+    for name, why in skipped.items():
+        out.print(f"{name}: no vectors ({why})")
     for path in paths:
         tests = json.loads(path.read_text())["numberOfTests"]
         out.print(f"{path.name}: {tests} tests")
@@ -624,9 +689,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dtype", action="append", choices=["float64", "float32"], help="default: both")
     check.add_argument(
         "--seeds",
-        type=int,
+        type=_parse_seeds,
         default=5,
-        help="random samples per op (default 5; with --impl, the supported ones to run per dtype)",
+        metavar="N|A:B",
+        help="random samples per op: N for seeds 0..N-1 (default 5; with --impl, the supported ones "
+        "to run per dtype), A:B for seeds A..B-1 (a sweep: --seeds 0:10000 --dask)",
     )
     check.add_argument("--seed", type=int, help="only the random sample of this seed (a repro)")
     check.add_argument(
@@ -648,6 +715,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=_cpu_count(),
         help="check the ops in this many processes, which compile kernels side by side "
         "(default: this machine's CPUs, %(default)s)",
+    )
+    check.add_argument(
+        "--dask",
+        nargs="?",
+        const=True,
+        metavar="ADDRESS",
+        help="run the checks on a Dask cluster: the scheduler at ADDRESS (tcp://HOST:8786), or with no "
+        "ADDRESS $REFIMPL_DASK_ADDRESS, else a local cluster; the report is a local run's "
+        "(pip install 'refimpl[dask]')",
+    )
+    check.add_argument(
+        "--dask-workers",
+        type=int,
+        metavar="N",
+        help="with --dask and no cluster to connect to: the local cluster's worker processes "
+        "(default: one per CPU)",
     )
     check.add_argument(
         "--quiet", action="store_true", help="no progress bar; the code not run here counted in one line"

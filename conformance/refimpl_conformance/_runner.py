@@ -122,8 +122,15 @@ class Plan:
             return [cases.random_sample(seed, self.dims) for seed in self.seeds]
         return cases.samples(self.seeds, self.dims)
 
+    def sample_count(self, cases: OpCases) -> int:
+        """``len(self.samples(cases))`` without drawing them: one random sample per seed, then
+        the edge cases (a sweep of 10 000 seeds need not draw them all to size its progress bar)."""
+        if self.sample_name is not None:
+            return len(self.samples(cases))
+        return len(self.seeds) + (len(list(cases.edges())) if self.edges else 0)
+
     def size(self) -> int:
-        per_op = sum(len(self.samples(c)) for c in self.ops)
+        per_op = sum(self.sample_count(c) for c in self.ops)
         pinned = 0 if self.sample_name is not None else len(self.ops) * (1 + len(self.targets))
         return len(self.targets) * per_op * len(self.dtypes) + len(self.self_checks) + per_op + pinned
 
@@ -211,13 +218,24 @@ def plan(
     )
 
 
-def run(the_plan: Plan, progress: Callable[[str], None] | None = None, jobs: int = 1) -> Report:
+def run(
+    the_plan: Plan,
+    progress: Callable[[str], None] | None = None,
+    jobs: int = 1,
+    dask: Any = None,
+) -> Report:
     """Execute a plan; ``progress(label)`` is called after each unit of work.
 
     ``jobs > 1`` checks the ops in that many worker processes (one op per task, results in
     the plan's order): on a fresh install most of a check is compiling kernels, and the
     processes compile side by side. Each worker plans again from ``the_plan.request`` in a
     fresh interpreter, so settings changed at run time in this process do not reach it.
+
+    ``dask`` runs the checks on a Dask cluster instead (``jobs`` is then not used): a
+    ``distributed.Client``, a scheduler's address, or ``True`` for ``$REFIMPL_DASK_ADDRESS``
+    or else a local cluster of one worker per CPU. The ops are cut into tasks of a batch of
+    samples each (:mod:`refimpl_conformance._dask`) and the report is the one a local run
+    gives. The backends' self-checks run here in either case.
     """
     report = Report(notes=list(the_plan.notes), not_run=list(the_plan.not_run))
     tick = progress or (lambda label: None)
@@ -229,6 +247,12 @@ def run(the_plan: Plan, progress: Callable[[str], None] | None = None, jobs: int
             detail = "".join(traceback.format_exception_only(type(error), error)).strip()
             report.results.append(Result("-", backend_name, "-", label, "self-check", "fail", detail=detail))
         tick(f"{backend_name} {label}")
+    if dask is not None and dask is not False:
+        from ._dask import run_on_dask, sweep_client
+
+        with sweep_client(dask) as client:
+            report.results.extend(run_on_dask(the_plan, client, tick))
+        return report
     jobs = max(1, min(jobs, len(the_plan.ops)))
     if jobs == 1:
         for cases in the_plan.ops:
@@ -240,7 +264,7 @@ def run(the_plan: Plan, progress: Callable[[str], None] | None = None, jobs: int
 
 def _units(the_plan: Plan, cases: OpCases) -> int:
     """How many progress ticks checking ``cases`` makes (as :meth:`Plan.size` counts them)."""
-    samples = len(the_plan.samples(cases))
+    samples = the_plan.sample_count(cases)
     pinned = 0 if the_plan.sample_name is not None else 1 + len(the_plan.targets)
     return samples * (1 + len(the_plan.targets) * len(the_plan.dtypes)) + pinned
 

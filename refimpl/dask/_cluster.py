@@ -7,11 +7,14 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["ADDRESS_VARIABLE", "cluster_client"]
+__all__ = ["ADDRESS_VARIABLE", "THREAD_VARIABLES", "cluster_client"]
 
 #: The environment variable naming a running scheduler (``tcp://host:8786``), used when no
 #: address is given.
 ADDRESS_VARIABLE = "REFIMPL_DASK_ADDRESS"
+
+#: The thread-pool sizes a local cluster's workers get (their share of the CPUs).
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 def _require_distributed() -> Any:
@@ -38,7 +41,11 @@ def cluster_client(
     ``Client`` (used as is, not closed), or None: then ``$REFIMPL_DASK_ADDRESS`` when set,
     otherwise a ``LocalCluster`` of ``n_workers`` processes (default: one per CPU) with
     ``threads_per_worker`` threads each, closed on exit. Worker processes, not threads: the
-    reference is NumPy code that holds the GIL between array operations.
+    reference is NumPy code that holds the GIL between array operations. The local workers'
+    BLAS/OpenMP/Numba pools get their share of the CPUs and Dask's profiler is off; on a
+    cluster of your own, start the workers so (``--nthreads 1``, ``OMP_NUM_THREADS``,
+    ``OPENBLAS_NUM_THREADS``, ``NUMBA_NUM_THREADS`` = CPUs per worker,
+    ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``).
     """
     distributed = _require_distributed()
     if address is not None and not isinstance(address, str):
@@ -49,8 +56,20 @@ def cluster_client(
         with distributed.Client(address) as client:
             yield client
         return
-    workers = n_workers or os.cpu_count() or 1
+    import dask
+
+    workers = n_workers or _cpu_count()
+    # each worker gets its share of the CPUs for its thread pools (set before the worker
+    # processes start: with every worker's BLAS, OpenMP and Numba pools using every CPU, the
+    # workers slow each other down), and no statistical profiler (it samples the running
+    # task's stack every 10 ms: on refimpl's many small NumPy calls it cost 1.5× in a sweep)
+    share = str(max(1, _cpu_count() // (workers * threads_per_worker)))
+    settings: dict[str, Any] = {
+        f"distributed.nanny.pre-spawn-environ.{name}": share for name in THREAD_VARIABLES
+    }
+    settings["distributed.worker.profile.enabled"] = False
     with (
+        dask.config.set(settings),
         distributed.LocalCluster(
             n_workers=workers,
             threads_per_worker=threads_per_worker,
@@ -61,3 +80,10 @@ def cluster_client(
         distributed.Client(cluster) as client,
     ):
         yield client
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
