@@ -13,6 +13,8 @@ hand-derived backward. Quick tour::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import (
     adapters,
     data_selection,
@@ -47,6 +49,29 @@ from ._op import (
 from ._spec import check_finite_enabled, set_check_finite
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+
+def to_torch(name: str | Op, backend: str | Backend | None = None) -> Callable[..., Any]:
+    """The op ``name`` as a function of torch tensors (see :func:`refimpl.frameworks.to_torch`).
+
+    Imported on call, so that ``import refimpl`` never imports torch."""
+    from .frameworks import to_torch
+
+    return to_torch(name, backend)
+
+
+def to_jax(name: str | Op, backend: str | Backend | None = None) -> Callable[..., Any]:
+    """The op ``name`` as a JAX function (see :func:`refimpl.frameworks.to_jax`).
+
+    Imported on call, so that ``import refimpl`` never imports jax."""
+    from .frameworks import to_jax
+
+    return to_jax(name, backend)
+
 
 __all__ = [
     "Backend",
@@ -84,5 +109,7 @@ __all__ = [
     "transport",
     "set_check_finite",
     "set_check_results",
+    "to_jax",
+    "to_torch",
     "vjp",
 ]
