@@ -516,6 +516,10 @@ def cmd_export(args: argparse.Namespace, out: _Out) -> int:
 
 # -- bench ------------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
+    if args.dask:
+        return _bench_dask(args, out)
+    if args.frameworks:
+        return _bench_frameworks(args, out)
     from refimpl_conformance.bench import bench, bench_case, bench_ops
 
     ops = args.op or bench_ops()
@@ -579,6 +583,83 @@ def cmd_bench(args: argparse.Namespace, out: _Out) -> int:
         )
     if args.markdown:
         Path(args.markdown).write_text(bench_markdown(report))
+    return 0
+
+
+DASK_SWEEP_OPS = ("z_loss", "layer_norm", "stablemax_cross_entropy")
+
+
+def _bench_dask(args: argparse.Namespace, out: _Out) -> int:
+    """Scaling from 1 to N local workers: a conformance sweep and a dataset-scale score; and
+    the peak memory of a merge of file-backed models."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        out.print("refimpl bench --dask needs Dask: pip install 'refimpl[dask]'", style="red")
+        return 2
+    from refimpl.dask._bench import score_scaling
+    from refimpl.dask.merging import merge_memory
+    from refimpl_conformance._dask import sweep_scaling
+
+    workers = [int(n) for n in args.dask_workers.split(",")]
+    ops = args.op or list(DASK_SWEEP_OPS)
+    sweep = sweep_scaling(ops, args.sweep_seeds, workers)
+    out.table(
+        f"conformance sweep: {', '.join(ops)} on numpy, seeds 0:{args.sweep_seeds}, float64 and float32",
+        ["workers", "tasks", "results", "cluster start s", "warm-up s", "sweep s", "speed-up", "same report"],
+        [
+            [r["workers"], r["tasks"], r["results"], f"{r['startup_s']:.1f}", f"{r['warmup_s']:.1f}",
+             f"{r['sweep_s']:.2f}", f"{r['speedup']:.2f}×", "yes" if r["same_as_first"] else "NO"]
+            for r in sweep
+        ],
+    )  # fmt: skip
+    score = score_scaling(examples=args.score_examples, workers=workers)
+    out.table(
+        f"el2n_score over {args.score_examples:,} examples × {score[0]['classes']} classes (float32, "
+        f"{score[0]['bytes'] / 2**20:.0f} MiB in the workers' memory), chunks of {score[0]['chunk']:,}",
+        ["workers", "cluster start s", "load s", "score s", "GB/s", "speed-up"],
+        [
+            [r["workers"], f"{r['cluster_start_s']:.1f}", f"{r['load_s']:.1f}", f"{r['seconds']:.2f}",
+             f"{r['gb_per_s']:.2f}", f"{r['speedup']:.2f}×"]
+            for r in score
+        ],
+    )  # fmt: skip
+    model, chunk = args.merge_model_mib * 2**20, args.merge_chunk_mib * 2**20
+    memory = merge_memory(model, chunk, models=3, threads=2, limit_bytes=args.merge_limit_mib * 2**20)
+    out.table(
+        "uniform soup of 3 file-backed float32 models (refimpl.dask.merge), 2 threads",
+        ["model MiB", "chunk MiB", "address-space limit MiB", "peak MiB", "bound MiB", "s", "checked"],
+        [
+            [args.merge_model_mib, args.merge_chunk_mib, args.merge_limit_mib,
+             f"{memory['peak_bytes'] / 2**20:.0f}", f"{memory['bound_bytes'] / 2**20:.0f}",
+             f"{memory['seconds']:.1f}", "yes" if memory["checked"] else "NO"]
+        ],
+    )  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps({"sweep": sweep, "score": score, "merge": memory}, indent=1))
+    return 0
+
+
+def _bench_frameworks(args: argparse.Namespace, out: _Out) -> int:
+    """Per-call cost of refimpl.to_torch / refimpl.to_jax over the same work on NumPy arrays."""
+    from refimpl.frameworks import wrapper_overhead
+
+    shape = tuple(int(n) for n in args.shape.lower().split("x"))
+    rows = []
+    for name in args.op or ["layer_norm"]:
+        rows += wrapper_overhead(name, sizes=((8, 16), shape), repeat=args.repeat, dtype=args.dtype)
+    out.table(
+        f"forward+backward per call, {args.dtype}: the wrapped op against refimpl.vjp + pullback "
+        "on NumPy arrays",
+        ["op", "framework", "shape", "NumPy ms", "wrapped ms", "overhead ms", "ratio"],
+        [
+            [r["op"], r["framework"], r["shape"], f"{r['numpy_s'] * 1e3:.3g}",
+             f"{r['median_s'] * 1e3:.3g}", f"{r['overhead_s'] * 1e3:+.3g}", f"{r['ratio']:.2f}×"]
+            for r in rows
+        ],
+    )  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0
 
 
@@ -800,6 +881,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--no-torch", action="store_true", help="skip the PyTorch baseline (default: run it)")
     bench.add_argument("--json", help="write the results to this JSON file")
     bench.add_argument("--markdown", help="write the table to this Markdown file")
+    bench.add_argument(
+        "--dask",
+        action="store_true",
+        help="instead: scaling over local Dask workers (a conformance sweep, a dataset-scale score) and "
+        "the peak memory of a file-backed merge (needs the dask extra)",
+    )
+    bench.add_argument(
+        "--dask-workers", default="1,2", help="with --dask: the worker counts (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--sweep-seeds", type=int, default=400, help="with --dask: seeds of the sweep (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--score-examples",
+        type=int,
+        default=2_000_000,
+        help="with --dask: examples of the score (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--merge-model-mib", type=int, default=1024, help="with --dask: MiB per model (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--merge-chunk-mib", type=int, default=32, help="with --dask: chunk MiB (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--merge-limit-mib",
+        type=int,
+        default=512,
+        help="with --dask: the merge's address-space allowance above its imports (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--frameworks",
+        action="store_true",
+        help="instead: the per-call cost of refimpl.to_torch and refimpl.to_jax (--op, default layer_norm; "
+        "sizes 8x16 and --shape)",
+    )
     bench.set_defaults(run=cmd_bench)
     return parser
 

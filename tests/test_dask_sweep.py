@@ -174,3 +174,18 @@ def test_dask_without_distributed_says_what_to_install(monkeypatch, capsys):
 def test_dask_workers_without_dask_is_refused(capsys):
     assert main(["check", "--op", "z_loss", "--dask-workers", "2", "--quiet"]) == 2
     assert "--dask-workers sizes the local cluster of --dask" in capsys.readouterr().out
+
+
+def test_bench_dask_reports_the_sweep_the_score_and_the_merge(tmp_path, capsys):
+    path = tmp_path / "dask.json"
+    argv = ["bench", "--dask", "--dask-workers", "1", "--sweep-seeds", "3", "--score-examples", "20000"]
+    argv += ["--merge-model-mib", "8", "--merge-chunk-mib", "1", "--merge-limit-mib", "256"]
+    argv += ["--json", str(path)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "conformance sweep" in text and "uniform soup" in text
+    assert "el2n_score over 20,000 examples" in text
+    report = json.loads(path.read_text())
+    assert [r["workers"] for r in report["sweep"]] == [1] and report["sweep"][0]["ok"]
+    assert report["score"][0]["examples"] == 20_000 and report["score"][0]["seconds"] > 0
+    assert report["merge"]["checked"] and 0 < report["merge"]["peak_bytes"] <= report["merge"]["bound_bytes"]

@@ -1,5 +1,6 @@
 """refimpl.to_torch: every catalog op on torch tensors, differentiated by its hand-derived VJP."""
 
+import json
 import subprocess
 import sys
 
@@ -274,3 +275,19 @@ def test_cuda_tensors_run_the_cupy_backend_on_the_conformance_samples():
         if not report.ok:
             failed[name] = [(f.sample, f.detail) for f in report.failures][:1]
     assert not failed, failed
+
+
+def test_bench_frameworks_reports_the_per_call_overhead(tmp_path, capsys):
+    from refimpl.cli import main
+
+    path = tmp_path / "frameworks.json"
+    assert main(["bench", "--frameworks", "--shape", "16x8", "--repeat", "2", "--json", str(path)]) == 0
+    assert "the wrapped op against refimpl.vjp" in capsys.readouterr().out
+    rows = json.loads(path.read_text())
+    assert {(r["framework"], r["shape"]) for r in rows} == {
+        ("torch", "8x16"),
+        ("jax", "8x16"),
+        ("torch", "16x8"),
+        ("jax", "16x8"),
+    }
+    assert all(r["median_s"] > 0 and r["numpy_s"] > 0 for r in rows)
