@@ -16,6 +16,12 @@ from refimpl.dask import cluster_client, selection  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("dask-cluster")
 
+# this process's thread-pool variables before any cluster starts
+ENVIRONMENT = {
+    k: __import__("os").environ.get(k)
+    for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+}
+
 
 @pytest.fixture(scope="module")
 def client():
@@ -139,3 +145,14 @@ def test_distributed_greedy_float32_and_the_reference_checks(client):
         selection.facility_location_greedy(g, y, np.array([10_000, 0, 0]), client=client)
     with pytest.raises(InputError, match="kernel"):
         selection.facility_location_greedy(g, y, budgets, kernel="precomputed", client=client)
+
+
+def test_a_local_cluster_leaves_this_processs_environment_as_it_was(client):
+    # Dask sets the workers' thread-pool sizes in the spawning process's environment; a Numba
+    # here would then see NUMBA_NUM_THREADS change under its running threads and refuse to compile
+    import os
+
+    watched = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    assert {k: os.environ.get(k) for k in watched} == ENVIRONMENT
+    sizes = client.run(lambda: __import__("os").environ.get("NUMBA_NUM_THREADS"))
+    assert set(sizes.values()) == {str(max(1, len(os.sched_getaffinity(0)) // 2))}

@@ -59,27 +59,46 @@ def cluster_client(
     import dask
 
     workers = n_workers or _cpu_count()
-    # each worker gets its share of the CPUs for its thread pools (set before the worker
-    # processes start: with every worker's BLAS, OpenMP and Numba pools using every CPU, the
-    # workers slow each other down), and no statistical profiler (it samples the running
-    # task's stack every 10 ms: on refimpl's many small NumPy calls it cost 1.5× in a sweep)
+    # each worker gets its share of the CPUs for its thread pools (with every worker's BLAS,
+    # OpenMP and Numba pools using every CPU, the workers slow each other down), and no
+    # statistical profiler (it samples the running task's stack every 10 ms: on refimpl's many
+    # small NumPy calls it cost 1.5× in a sweep). BLAS and OpenMP read their sizes when NumPy
+    # loads, so Dask sets them in this process's environment while it spawns the workers
+    # ("pre-spawn"), and they are restored here right after; Numba re-reads its variable at
+    # every compilation and refuses a change once its threads run, so it is set only inside
+    # the workers, which import Numba later ("environ").
     share = str(max(1, _cpu_count() // (workers * threads_per_worker)))
     settings: dict[str, Any] = {
-        f"distributed.nanny.pre-spawn-environ.{name}": share for name in THREAD_VARIABLES
+        f"distributed.nanny.pre-spawn-environ.{name}": share
+        for name in THREAD_VARIABLES
+        if "NUMBA" not in name
     }
+    settings["distributed.nanny.environ.NUMBA_NUM_THREADS"] = share
     settings["distributed.worker.profile.enabled"] = False
-    with (
-        dask.config.set(settings),
-        distributed.LocalCluster(
-            n_workers=workers,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            memory_limit=memory_limit,
-            dashboard_address=":0",  # a free port: never the default 8787 another cluster holds
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with dask.config.set(settings):
+        spawned = set(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    saved = {name: os.environ.get(name) for name in spawned}
+    try:
+        with dask.config.set(settings):
+            cluster = distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                memory_limit=memory_limit,
+                dashboard_address=":0",  # a free port: never the default 8787 another cluster holds
+            )
+    finally:
+        _restore(saved)
+    with cluster, distributed.Client(cluster) as client:
         yield client
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _cpu_count() -> int:
