@@ -116,5 +116,7 @@ def nested_dropout_prefix_probs(*, D, sigma, mu=0.0):  # noqa: N803 - the catalo
     nearest = distance.min()
     # the log-weights shifted by their max, −(z² − z₀²) = −(z − z₀)(z + z₀) ≤ 0: no 0/0 when every
     # exp(−z²) underflows, and no inf − inf when z² overflows
-    log_weights = -(distance - nearest) * (distance + nearest)
+    # (a product beyond the float64 range is −inf: a weight of exactly 0, as it should be)
+    with np.errstate(over="ignore"):
+        log_weights = -(distance - nearest) * (distance + nearest)
     return softmax(log_weights), None

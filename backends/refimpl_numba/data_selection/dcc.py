@@ -13,11 +13,30 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from refimpl.authoring import Impl
 
 from .._jit import parallel_kernel
+
+
+@njit(cache=True, inline="always")
+def _store_row_terms(r, products, squares_a, squares_b, eps, dot, norm_a, norm_b, denominator):
+    """Row r's ⟨a, b⟩, ‖a‖, ‖b‖ and ‖a‖‖b‖ + ε from its float64 sums."""
+    dot[r] = products
+    norm_a[r] = math.sqrt(squares_a)
+    norm_b[r] = math.sqrt(squares_b)
+    denominator[r] = norm_a[r] * norm_b[r] + eps
+
+
+@njit(cache=True, inline="always")
+def _row_factors(r, g, dot, norm_a, norm_b, denominator):
+    """Row r's cotangent is ``along_b·b + along_a·a``: (along_a, along_b)."""
+    den = denominator[r]
+    along_b = 0.0
+    if norm_b[r] > 0:  # the zero subgradient of ‖b‖ at b = 0
+        along_b = g * dot[r] * norm_a[r] / (norm_b[r] * den * den)
+    return -g / den, along_b
 
 
 @parallel_kernel(fastmath={"reassoc"})
@@ -32,20 +51,13 @@ def _row_terms(a, b, eps, dot, norm_a, norm_b, denominator):
             products += x * y
             squares_a += x * x
             squares_b += y * y
-        dot[r] = products
-        norm_a[r] = math.sqrt(squares_a)
-        norm_b[r] = math.sqrt(squares_b)
-        denominator[r] = norm_a[r] * norm_b[r] + eps
+        _store_row_terms(r, products, squares_a, squares_b, eps, dot, norm_a, norm_b, denominator)
 
 
 @parallel_kernel(fastmath={"reassoc"})
 def _rows_backward(a, b, g, dot, norm_a, norm_b, denominator, g_b):
     for r in prange(a.shape[0]):
-        den = denominator[r]
-        along_a = -g / den
-        along_b = 0.0
-        if norm_b[r] > 0:  # the zero subgradient of ‖b‖ at b = 0
-            along_b = g * dot[r] * norm_a[r] / (norm_b[r] * den * den)
+        along_a, along_b = _row_factors(r, g, dot, norm_a, norm_b, denominator)
         for k in range(a.shape[1]):
             g_b[r, k] = along_b * np.float64(b[r, k]) + along_a * np.float64(a[r, k])
 
@@ -75,21 +87,14 @@ def _class_mean_row_terms(g_real, g_syn, eps, mean_real, mean_syn, dot, norm_a, 
             products += x * y
             squares_a += x * x
             squares_b += y * y
-        dot[r] = products
-        norm_a[r] = math.sqrt(squares_a)
-        norm_b[r] = math.sqrt(squares_b)
-        denominator[r] = norm_a[r] * norm_b[r] + eps
+        _store_row_terms(r, products, squares_a, squares_b, eps, dot, norm_a, norm_b, denominator)
 
 
 @parallel_kernel(fastmath={"reassoc"})
 def _class_share_backward(a, b, g, dot, norm_a, norm_b, denominator, g_syn):
     """DCC: the mean's row cotangent, divided by C (g carries the 1/C), written to every class."""
     for r in prange(a.shape[0]):
-        den = denominator[r]
-        along_a = -g / den
-        along_b = 0.0
-        if norm_b[r] > 0:  # the zero subgradient of ‖b‖ at b = 0
-            along_b = g * dot[r] * norm_a[r] / (norm_b[r] * den * den)
+        along_a, along_b = _row_factors(r, g, dot, norm_a, norm_b, denominator)
         for c in range(g_syn.shape[0]):
             for k in range(a.shape[1]):
                 g_syn[c, r, k] = along_b * b[r, k] + along_a * a[r, k]
