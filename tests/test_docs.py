@@ -134,6 +134,8 @@ def test_family_paper_and_guide_pages(site):
     assert len(papers) == len({refimpl.get(n).paper.title for n in QUICK_OPS})
     guide = (out / "guide.html").read_text()
     assert "Ported a paper" in guide and "refimpl_conformance" in guide
+    assert "to_torch" in (out / "using.html").read_text()  # the training-loop use
+    assert "REFIMPL_DASK_ADDRESS" in (out / "scale.html").read_text()  # pointing refimpl at a cluster
     assert (out / "search.html").exists() and (out / "searchindex.js").exists()
 
 
