@@ -38,19 +38,28 @@ def cluster_client(
     """A ``distributed.Client`` for the duration of a ``with`` block.
 
     ``address`` may be a running scheduler's address (``"tcp://10.0.0.5:8786"``), an existing
-    ``Client`` (used as is, not closed), or None: then ``$REFIMPL_DASK_ADDRESS`` when set,
-    otherwise a ``LocalCluster`` of ``n_workers`` processes (default: one per CPU) with
-    ``threads_per_worker`` threads each, closed on exit. Worker processes, not threads: the
-    reference is NumPy code that holds the GIL between array operations. The local workers'
-    BLAS/OpenMP/Numba pools get their share of the CPUs and Dask's profiler is off; on a
-    cluster of your own, start the workers so (``--nthreads 1``, ``OMP_NUM_THREADS``,
-    ``OPENBLAS_NUM_THREADS``, ``NUMBA_NUM_THREADS`` = CPUs per worker,
+    ``Client`` (used as is, not closed), or None: then the client this process already has
+    (``distributed.default_client()``, when ``n_workers`` is not given), else
+    ``$REFIMPL_DASK_ADDRESS`` when set, otherwise a ``LocalCluster`` of ``n_workers`` processes
+    (default: one per CPU) with ``threads_per_worker`` threads each, closed on exit. Worker
+    processes, not threads: the reference is NumPy code that holds the GIL between array
+    operations. The local workers' BLAS/OpenMP/Numba pools get their share of the CPUs and
+    Dask's profiler is off; on a cluster of your own, start the workers so (``--nthreads 1``,
+    ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``NUMBA_NUM_THREADS`` = CPUs per worker,
     ``DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED=False``).
     """
     distributed = _require_distributed()
     if address is not None and not isinstance(address, str):
         yield address  # a Client the caller owns
         return
+    if address is None and n_workers is None:
+        try:
+            current = distributed.default_client()
+        except ValueError:  # no client in this process
+            current = None
+        if current is not None:
+            yield current  # the user's own: used as is, not closed
+            return
     address = address or os.environ.get(ADDRESS_VARIABLE) or None
     if address:
         with distributed.Client(address) as client:
