@@ -156,3 +156,11 @@ def test_a_local_cluster_leaves_this_processs_environment_as_it_was(client):
     assert {k: os.environ.get(k) for k in watched} == ENVIRONMENT
     sizes = client.run(lambda: __import__("os").environ.get("NUMBA_NUM_THREADS"))
     assert set(sizes.values()) == {str(max(1, len(os.sched_getaffinity(0)) // 2))}
+
+
+def test_without_a_client_the_processs_own_client_is_used(client):
+    # the module's client is this process's default: no second cluster is started for the call
+    with cluster_client() as found:
+        assert found is client
+    with cluster_client(n_workers=1) as fresh:  # a size asked for: a cluster of that size
+        assert fresh is not client and len(fresh.scheduler_info()["workers"]) == 1
