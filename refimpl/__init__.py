@@ -56,19 +56,19 @@ if TYPE_CHECKING:
 
 
 def to_torch(name: str | Op, backend: str | Backend | None = None) -> Callable[..., Any]:
-    """The op ``name`` as a function of torch tensors (see :func:`refimpl.frameworks.to_torch`).
+    """The op ``name`` as a function of torch tensors (see :func:`refimpl_conformance.frameworks.to_torch`).
 
     Imported on call, so that ``import refimpl`` never imports torch."""
-    from .frameworks import to_torch
+    from refimpl_conformance.frameworks import to_torch
 
     return to_torch(name, backend)
 
 
 def to_jax(name: str | Op, backend: str | Backend | None = None) -> Callable[..., Any]:
-    """The op ``name`` as a JAX function (see :func:`refimpl.frameworks.to_jax`).
+    """The op ``name`` as a JAX function (see :func:`refimpl_conformance.frameworks.to_jax`).
 
     Imported on call, so that ``import refimpl`` never imports jax."""
-    from .frameworks import to_jax
+    from refimpl_conformance.frameworks import to_jax
 
     return to_jax(name, backend)
 

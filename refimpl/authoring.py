@@ -75,10 +75,14 @@ from ._spec import (
     Tensor,
     TensorList,
     array_namespace,
+    quiet_floating_point,
+    validate,
 )
 from ._state_dict import StateDict
 
 __all__ = [
+    "quiet_floating_point",
+    "validate",
     "ArgumentError",
     "BoolArray",
     "Example",

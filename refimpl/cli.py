@@ -642,7 +642,7 @@ def _bench_dask(args: argparse.Namespace, out: _Out) -> int:
 
 def _bench_frameworks(args: argparse.Namespace, out: _Out) -> int:
     """Per-call cost of refimpl.to_torch / refimpl.to_jax over the same work on NumPy arrays."""
-    from refimpl.frameworks import wrapper_overhead
+    from refimpl_conformance.frameworks import wrapper_overhead
 
     shape = tuple(int(n) for n in args.shape.lower().split("x"))
     rows = []

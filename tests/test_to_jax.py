@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import refimpl
-from refimpl.frameworks import ShapeInferenceError
 from refimpl_conformance import cases_for
+from refimpl_conformance.frameworks import ShapeInferenceError
 
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")

@@ -29,10 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import InputError, UnsupportedOpError
-from ._op import Backend, Op, get, vjp
-from ._op import backend as _load_backend
-from ._spec import Scalar, Tensor, TensorList, quiet_floating_point, set_check_finite, validate
+from refimpl import Backend, InputError, Op, UnsupportedOpError, get, set_check_finite, vjp
+from refimpl import backend as _load_backend
+from refimpl.authoring import Scalar, Tensor, TensorList, quiet_floating_point, validate
 
 __all__ = ["ShapeInferenceError", "to_jax", "to_torch", "wrapper_overhead"]
 
